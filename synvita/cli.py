@@ -1,0 +1,50 @@
+"""`synvita <stage> ...`: one thin command per pipeline stage.
+
+Each stage module exposes `add_arguments(parser)` and `run(args) -> int`; it is imported only when
+its command runs, so `synvita --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (command, module, one-line help), in pipeline order.
+STAGES = [
+    ("generate", "synvita.generators.job", "make synthetic clips for negative captions (text-to-video)"),
+    ("score", "synvita.scoring.job", "score synthetic clips with the VQAScore ensemble and write weights"),
+    ("train", "synvita.training.recipe", "fine-tune a video LMM with LoRA on the SynViTA objective"),
+    ("evaluate", "synvita.evaluation.harness", "benchmark a model or a predictions file (AUC, mAP, accuracy)"),
+    ("report", "synvita.report.html", "build a self-contained report.html from a run directory"),
+    ("demo", "synvita.toyworld.demo", "run the whole method on the toy world, on CPU"),
+    ("entail", "synvita.models.entail", "print f(V,t) = P(Yes)/(P(Yes)+P(No)) for a video and texts"),
+    ("data", "synvita.data.download", "fetch benchmark annotation files (needs a network)"),
+    ("tiny", "synvita.models.tiny", "build a tiny random-weight model or pipeline into a folder"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synvita",
+        description="SynViTA pipeline: negatives -> generate -> score -> train -> evaluate -> report.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="<stage>", required=True)
+    for name, module, summary in STAGES:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.set_defaults(_module=module)
+        if name in sys.argv[1:2]:
+            # Only the stage that runs is imported: its arguments are its own.
+            importlib.import_module(module).add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    args = build_parser().parse_args()
+    return importlib.import_module(args._module).run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
