@@ -1,0 +1,251 @@
+"""Tiny random-weight video LMMs of the real architectures, built in seconds and nothing downloaded.
+
+Each kind is the family's own model class, configured small, with the family's own image/video
+processor classes and a byte-level BPE tokenizer trained here on a few sentences (so any text
+encodes, and "Yes"/"No" are single tokens). `save_pretrained` writes a normal folder that
+`AutoModelForImageTextToText` / `AutoProcessor` load back. Tests use them as fixtures and users
+use `synvita tiny --kind K --out DIR` to smoke-test a set-up.
+
+The same command also builds the tiny text-to-video pipelines (`synvita.generators.tiny_pipelines`)
+and the tiny image VLM members (`synvita.scoring.tiny_members`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+TINY_KINDS = ("video-llava", "llava-next-video", "llava-onevision", "qwen2-vl", "qwen2.5-vl")
+
+# Other rooms' tiny builders: module -> name of its dict `kind -> build(out_dir, seed) -> Path`.
+_OTHER_BUILDERS = {
+    "synvita.generators.tiny_pipelines": "TINY_PIPELINES",
+    "synvita.scoring.tiny_members": "TINY_MEMBERS",
+}
+
+# "tiny" is for tests (2 layers, a handful of video tokens); "small" is the benchmark's
+# tiny-but-realistic model (4 layers, >= 512 video tokens for 8 frames).
+SIZES = {
+    "tiny": dict(layers=2, hidden=64, heads=4, kv_heads=2, vision_hidden=32, vision_layers=2, image=28),
+    "small": dict(layers=4, hidden=256, heads=8, kv_heads=4, vision_hidden=64, vision_layers=2, image=112),
+}
+
+_CORPUS = """
+Yes No yes no Yes. No. YES NO
+Does this video entail the description? Please answer yes or no. Does this figure show it?
+A person is pouring water into a glass, then the glass is lifted and put down on the table.
+Someone pushes a red ball from left to right; the ball rolls and falls off the edge.
+Two dogs run across a green field before a man throws a stick, and one dog catches it.
+A woman opens the door, walks in, and closes it behind her. The cat jumps onto the sofa.
+Moving something up and down, turning the camera left, putting three blue cubes next to a box.
+The square moves towards the circle, then away; a triangle appears above it and spins slowly.
+USER: ASSISTANT: system user assistant You are a helpful assistant.
+0 1 2 3 4 5 6 7 8 9 10 100 first second third before after while during
+"""
+
+_LLAMA_CHAT = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }} {% endif %}"
+    "{% if message['role'] == 'user' %}USER: {% elif message['role'] == 'assistant' %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'video' %}<video>\n{% elif c['type'] == 'image' %}<image>\n"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% if message['role'] == 'assistant' %}</s>{% else %} {% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def _qwen_chat(video: str, image: str) -> str:
+    return (
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] != 'system' %}"
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+        "<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for c in message['content'] %}"
+        f"{{% if c['type'] == 'video' %}}{video}{{% elif c['type'] == 'image' %}}{image}"
+        "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+def _tokenizer(style: str, vocab_size: int):
+    """A byte-level BPE tokenizer: every string encodes, the chat and media markers are special."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if style == "llama":
+        specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<video>"]
+        named = dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+        extra = dict(image_token="<image>", video_token="<video>")
+    else:
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                    "<|image_pad|>", "<|video_pad|>", "<image>", "<video>"]
+        named = dict(eos_token="<|im_end|>", pad_token="<|endoftext|>")
+        extra = dict(image_token="<|image_pad|>", video_token="<|video_pad|>") if style == "qwen" else dict(
+            image_token="<image>", video_token="<video>")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    # The answer words are repeated so BPE merges them into single tokens.
+    tok.train_from_iterator([_CORPUS] + ["Yes No yes no Yes No", "Yes", "No"] * 50, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=4096, padding_side="left",
+                                   extra_special_tokens=extra, **named)
+    return fast
+
+
+def _text_config(kind: str, size: dict, vocab: int, tok) -> dict:
+    head_dim = size["hidden"] // size["heads"]
+    cfg = dict(
+        vocab_size=vocab, hidden_size=size["hidden"], intermediate_size=2 * size["hidden"],
+        num_hidden_layers=size["layers"], num_attention_heads=size["heads"],
+        num_key_value_heads=size["kv_heads"], max_position_embeddings=4096,
+        # Wider than the 0.02 default so f(V,t) varies visibly between inputs in the tests.
+        initializer_range=0.2, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=False,
+    )
+    if kind.startswith("qwen"):
+        half = head_dim // 2
+        section = [half - 2 * (half // 3), half // 3, half // 3]
+        cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+    else:
+        cfg["model_type"] = "llama" if kind in ("video-llava", "llava-next-video") else "qwen2"
+    return cfg
+
+
+def _build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
+    import torch
+    import transformers as tf
+
+    dims = SIZES[size]
+    style = "llama" if kind in ("video-llava", "llava-next-video") else (
+        "qwen" if kind.startswith("qwen") else "chatml")
+    tok = _tokenizer(style, vocab_size=600)
+    vocab = len(tok)
+    text = _text_config(kind, dims, vocab, tok)
+    img, vh = dims["image"], dims["vision_hidden"]
+    clip = dict(hidden_size=vh, intermediate_size=2 * vh, num_hidden_layers=dims["vision_layers"],
+                num_attention_heads=4, image_size=img, patch_size=14, projection_dim=vh)
+    crop = {"height": img, "width": img}
+    ids = dict(image_token_index=tok.convert_tokens_to_ids(tok.image_token),
+               video_token_index=tok.convert_tokens_to_ids(tok.video_token))
+
+    if kind == "video-llava":
+        config = tf.VideoLlavaConfig(vision_config={"model_type": "clip_vision_model", **clip}, text_config=text,
+                                     **ids, vision_feature_layer=-1)
+        processor = tf.VideoLlavaProcessor(
+            image_processor=tf.VideoLlavaImageProcessor(size={"shortest_edge": img}, crop_size=crop),
+            video_processor=tf.VideoLlavaVideoProcessor(size={"shortest_edge": img}, crop_size=crop),
+            tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", chat_template=_LLAMA_CHAT)
+    elif kind == "llava-next-video":
+        config = tf.LlavaNextVideoConfig(vision_config={"model_type": "clip_vision_model", **clip}, text_config=text,
+                                         **ids, image_grid_pinpoints=[[img, img]], vision_feature_layer=-1,
+                                         image_seq_length=(img // 14) ** 2, video_seq_length=(img // 28) ** 2)
+        processor = tf.LlavaNextVideoProcessor(
+            video_processor=tf.LlavaNextVideoVideoProcessor(size={"shortest_edge": img}, crop_size=crop),
+            image_processor=tf.LlavaNextImageProcessor(size={"shortest_edge": img}, crop_size=crop,
+                                                       image_grid_pinpoints=[[img, img]]),
+            tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
+            num_additional_image_tokens=1, chat_template=_LLAMA_CHAT)
+    elif kind == "llava-onevision":
+        siglip = {k: v for k, v in clip.items() if k != "projection_dim"}
+        config = tf.LlavaOnevisionConfig(vision_config={"model_type": "siglip_vision_model", **siglip},
+                                         text_config=text, **ids, image_grid_pinpoints=[[img, img]])
+        processor = tf.LlavaOnevisionProcessor(
+            image_processor=tf.LlavaOnevisionImageProcessor(size={"height": img, "width": img},
+                                                            image_grid_pinpoints=[[img, img]]),
+            video_processor=tf.LlavaOnevisionVideoProcessor(size={"height": img, "width": img}),
+            tokenizer=tok, num_image_tokens=(img // 14) ** 2, vision_feature_select_strategy="full",
+            chat_template=_qwen_chat("<video>\n", "<image>\n"))
+    elif kind in ("qwen2-vl", "qwen2.5-vl"):
+        vision = dict(depth=dims["vision_layers"], num_heads=4, patch_size=14, spatial_merge_size=2,
+                      temporal_patch_size=2, hidden_size=vh if kind == "qwen2.5-vl" else text["hidden_size"])
+        if kind == "qwen2-vl":
+            vision.update(embed_dim=vh, mlp_ratio=2)
+            config_cls = tf.Qwen2VLConfig
+        else:
+            vision.update(intermediate_size=2 * vh, out_hidden_size=text["hidden_size"], window_size=28,
+                          fullatt_block_indexes=[dims["vision_layers"] - 1])
+            config_cls = tf.Qwen2_5_VLConfig
+        config = config_cls(vision_config=vision, text_config=text,
+                            image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+                            video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+                            vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+                            vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"))
+        pixels = {"shortest_edge": img * img, "longest_edge": img * img}
+        proc_cls = tf.Qwen2VLProcessor if kind == "qwen2-vl" else tf.Qwen2_5_VLProcessor
+        processor = proc_cls(
+            image_processor=tf.Qwen2VLImageProcessor(size=pixels),
+            video_processor=tf.Qwen2VLVideoProcessor(size=pixels, cap_pixels_per_frame=True),
+            tokenizer=tok, chat_template=_qwen_chat("<|vision_start|><|video_pad|><|vision_end|>",
+                                                    "<|vision_start|><|image_pad|><|vision_end|>"))
+    else:
+        raise KeyError(f"unknown tiny video LMM {kind!r}; known: {', '.join(TINY_KINDS)}")
+
+    torch.manual_seed(seed)
+    model = tf.AutoModelForImageTextToText.from_config(config).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def _other_builders() -> dict:
+    """kind -> build function of the other rooms' tiny tables (imported only when asked for)."""
+    found = {}
+    for module, table in _OTHER_BUILDERS.items():
+        try:
+            found.update(getattr(importlib.import_module(module), table))
+        except ModuleNotFoundError as err:
+            if err.name is None or not module.startswith(err.name):
+                raise
+    return found
+
+
+def build_tiny(kind: str, out_dir: str | Path, seed: int = 0, size: str = "tiny") -> Path:
+    """Build the tiny model or pipeline `kind` into `out_dir` and return that folder."""
+    out_dir = Path(out_dir)
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
+    if kind in TINY_KINDS:
+        return _build_lmm(kind, out_dir, seed, size)
+    others = _other_builders()
+    if kind not in others:
+        known = ", ".join([*TINY_KINDS, *sorted(others)])
+        missing = [f"{m}.{t}" for m, t in _OTHER_BUILDERS.items() if importlib.util.find_spec(m) is None]
+        hint = f" ({' and '.join(missing)} not installed yet)" if missing else ""
+        raise KeyError(f"unknown tiny kind {kind!r}; known: {known}{hint}")
+    return Path(others[kind](out_dir, seed))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", required=True,
+                        help=f"video LMMs: {', '.join(TINY_KINDS)}; also the tiny T2V pipelines and VQA members")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write (save_pretrained layout)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny",
+                        help="video LMMs only: 'small' is the 4-layer model with >= 512 video tokens per clip")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        path = build_tiny(args.kind, args.out, seed=args.seed, size=args.size)
+    except KeyError as err:
+        print(f"synvita tiny: {err.args[0]}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    cli = argparse.ArgumentParser(prog="python -m synvita.models.tiny", description=__doc__.splitlines()[0])
+    add_arguments(cli)
+    sys.exit(run(cli.parse_args()))

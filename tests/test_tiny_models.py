@@ -1,0 +1,61 @@
+"""Tiny video LMMs: each kind round-trips through the Auto classes and gives logits for a video."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+from synvita.cli import main as cli_main
+from synvita.models.tiny import TINY_KINDS, build_tiny
+
+EXPECTED = {
+    "video-llava": ("VideoLlavaForConditionalGeneration", "VideoLlavaProcessor"),
+    "llava-next-video": ("LlavaNextVideoForConditionalGeneration", "LlavaNextVideoProcessor"),
+    "llava-onevision": ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionProcessor"),
+    "qwen2-vl": ("Qwen2VLForConditionalGeneration", "Qwen2VLProcessor"),
+    "qwen2.5-vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor"),
+}
+
+
+def _logits(model, processor, video: np.ndarray) -> torch.Tensor:
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": 'Is "a dog" shown?'}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[prompt], videos=[video], return_tensors="pt")
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_auto_round_trip_gives_video_logits(kind, tmp_path):
+    path = build_tiny(kind, tmp_path / kind, seed=3)
+    model = tf.AutoModelForImageTextToText.from_pretrained(path).eval()
+    processor = tf.AutoProcessor.from_pretrained(path)
+    assert (type(model).__name__, type(processor).__name__) == EXPECTED[kind]
+    assert not model.training
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (4, 40, 48, 3), dtype=np.uint8)
+    logits = _logits(model, processor, video)
+    assert logits.shape[0] == 1 and logits.shape[-1] == model.config.text_config.vocab_size
+    assert torch.isfinite(logits).all()
+    # The pixels reach the LLM: another video changes the last position's logits.
+    other = _logits(model, processor, 255 - video)
+    assert (logits[0, -1] - other[0, -1]).abs().max() > 1e-4
+
+    # Same seed, same weights; the tokenizer encodes any text and has single Yes/No tokens.
+    again = tf.AutoModelForImageTextToText.from_pretrained(build_tiny(kind, tmp_path / "again", seed=3)).eval()
+    assert torch.equal(_logits(again, processor, video), logits)
+    tok = processor.tokenizer
+    assert tok.decode(tok("naïve 東京 ✓ 42", add_special_tokens=False).input_ids) == "naïve 東京 ✓ 42"
+    for word in ("Yes", "No", " Yes", " No"):
+        assert len(tok(word, add_special_tokens=False).input_ids) == 1, word
+
+
+def test_tiny_cli_builds_and_rejects_unknown_kinds(tmp_path, capsys):
+    assert cli_main(["tiny", "--kind", "qwen2-vl", "--out", str(tmp_path / "q"), "--seed", "1"]) == 0
+    assert (tmp_path / "q" / "model.safetensors").is_file()
+    assert cli_main(["tiny", "--kind", "no-such-model", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "video-llava" in err
