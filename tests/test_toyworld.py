@@ -1,0 +1,131 @@
+"""The toy world: scenes, captions, hard negatives, rendering."""
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+
+from synvita.data.records import MISALIGNMENTS
+from synvita.toyworld.grammar import PHRASINGS, CaptionError, caption, parse
+from synvita.toyworld.negatives import negative
+from synvita.toyworld.render import REAL, Style, render
+from synvita.toyworld.world import Entity, Event, Scene, random_scene
+
+SCENES = [random_scene(i) for i in range(400)]
+
+
+def test_random_scenes_are_valid_and_deterministic():
+    assert all(not s.problems() for s in SCENES)
+    assert random_scene(7) == random_scene(7) and random_scene(7) != random_scene(8)
+    assert {len(s.events) for s in SCENES} == {1, 2, 3} and {len(s.entities) for s in SCENES} == {1, 2, 3}
+
+
+@pytest.mark.parametrize("phrasing", PHRASINGS)
+def test_caption_round_trip(phrasing):
+    for s in SCENES:
+        text = caption(s, phrasing)
+        assert parse(text) == s, text
+        assert caption(parse(text), phrasing) == text
+
+
+def test_caption_by_hand():
+    s = Scene((Entity("circle", "red", "small", 2), Entity("square", "blue", "big")),
+              (Event(0, "move up"), Event(1, "vanish"), Event(0, "spin")),
+              "left of")
+    assert caption(s) == ("Two small red circles are left of a big blue square. The small red circles move up, "
+                          "then the big blue square vanishes, then the small red circles spin.")
+    assert caption(s, "first") == ("Two small red circles are left of a big blue square. First the small red "
+                                   "circles move up, next the big blue square vanishes, and finally the small "
+                                   "red circles spin.")
+    assert caption(s, "after").split(". ")[1] == ("After the small red circles move up, the big blue square "
+                                                  "vanishes, then the small red circles spin.")
+
+
+@pytest.mark.parametrize("bad", [
+    "There is a small red circle.",  # no events
+    "There is a small red circle. The big blue square jumps.",  # never introduced
+    "There is a small red circle. The small red circle dances.",
+    "There is two small red circle. The small red circle jumps.",
+])
+def test_parse_rejects(bad):
+    with pytest.raises(CaptionError):
+        parse(bad)
+
+
+def _diff(a: Scene, b: Scene) -> set[str]:
+    """What differs between two scenes, computed field by field (independent of the operators)."""
+    out = set()
+    if a.relation != b.relation and a.relation is not None and b.relation is not None:
+        out.add("relation")
+    if len(a.entities) != len(b.entities):
+        return out | {"entities"}
+    for x, y in zip(a.entities, b.entities):
+        for f in ("shape", "colour", "size", "count"):
+            if getattr(x, f) != getattr(y, f):
+                out.add(f)
+    if a.events != b.events:
+        out.add("order" if sorted(a.events, key=str) == sorted(b.events, key=str) else "events")
+    return out
+
+
+EXPECTED = {"action": {"events"}, "attribute": ({"colour"}, {"size"}), "object": {"shape"},
+            "count": {"count"}, "relation": {"relation"}, "flip": {"order"}, "hallucination": {"entities"}}
+
+
+@pytest.mark.parametrize("kind", MISALIGNMENTS)
+def test_each_operator_changes_one_thing(kind):
+    made = 0
+    for i, s in enumerate(SCENES):
+        n = negative(s, kind, random.Random(i))
+        if n is None:
+            continue
+        made += 1
+        assert not n.problems() and n != s
+        expected = EXPECTED[kind]
+        assert _diff(s, n) in (expected if isinstance(expected, tuple) else (expected,)), (kind, s, n)
+        assert parse(caption(n)) == n and caption(n) != caption(s)
+        if kind == "hallucination":
+            assert n.entities[:-1] == s.entities
+            assert [e for e in n.events if e.entity < len(s.entities)] == list(s.events)
+        if kind == "flip":
+            k = next(j for j in range(len(s.events)) if s.events[j] != n.events[j])
+            assert (n.events[k], n.events[k + 1]) == (s.events[k + 1], s.events[k])
+    assert made >= 100, f"{kind} applied to only {made} of {len(SCENES)} scenes"
+
+
+def test_flip_needs_two_events():
+    s = Scene((Entity("circle", "red", "small"),), (Event(0, "jump"),))
+    assert negative(s, "flip", random.Random(0)) is None
+    assert negative(s, "relation", random.Random(0)) is None
+
+
+def test_render_is_deterministic_and_shows_the_story():
+    s = Scene((Entity("circle", "red", "big"),), (Event(0, "move right"), Event(0, "vanish")))
+    flat = Style("flat")
+    clip = render(s, flat, seed=3, frames=9, size=40)
+    assert clip.shape == (9, 40, 40, 3) and clip.dtype == np.uint8
+    assert np.array_equal(clip, render(s, flat, seed=3, frames=9, size=40))
+    red = (clip[..., 0].astype(int) - clip[..., 2] > 100)
+    xs = [np.nonzero(red[f])[1].mean() for f in range(5)]
+    assert all(b > a for a, b in zip(xs, xs[1:])), xs  # moving right during the first half
+    assert red[0].sum() > 50 and red[-1].sum() == 0  # gone at the end
+
+
+def test_real_and_synthetic_styles_differ_in_appearance():
+    s = random_scene(1)
+    real, syn = render(s, REAL, 0), render(s, Style("syn", blur=1.0, flicker=0.2), 0)
+    # sensor noise and texture: large high-frequency energy in the real style only
+    hf = lambda v: np.abs(np.diff(v.astype(float), axis=2)).mean()
+    assert hf(real) > 2 * hf(syn)
+    # flicker: frame brightness varies in the synthetic style
+    assert syn.reshape(len(syn), -1).mean(1).std() > real.reshape(len(real), -1).mean(1).std()
+
+
+def test_invalid_scene_is_refused():
+    bad = Scene((Entity("circle", "red", "small", 3), Entity("square", "red", "small")), (Event(0, "jump"),), "above")
+    assert bad.problems()
+    with pytest.raises(ValueError, match="objects"):
+        render(bad)
+    assert dataclasses.asdict(random_scene(3)) == random_scene(3).to_json()
+    assert Scene.from_json(random_scene(3).to_json()) == random_scene(3)
