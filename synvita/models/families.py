@@ -1,0 +1,204 @@
+"""The video LMM families: how each one loads, prompts, splits into modules, and answers Yes/No.
+
+A family is one `FAMILIES.register(...)` entry; the scorer, training and evaluation code only read
+these fields, so adding a family touches nothing else. A checkpoint's family is found from its
+`config.model_type`, so a hub id and a local folder load the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from synvita.registry import Registry
+
+# One regex for the LLM attention projections; PEFT full-matches it against module names.
+LLM_ATTENTION = r"model\.language_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
+ANSWER_WORDS = ("Yes", "No")
+
+
+class FamilyError(ValueError):
+    """A checkpoint that no family accepts, or whose tokenizer/modules break a family's assumptions."""
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    model_types: tuple[str, ...]  # config.model_type values this family loads
+    vision_modules: tuple[str, ...]  # frozen vision encoder (dotted paths in the loaded model)
+    projector_modules: tuple[str, ...]  # frozen vision-to-LLM projector
+    llm_module: str = "model.language_model"
+    lora_targets: str = LLM_ATTENTION
+    # Multimodal RoPE: positions come from the model's own `get_rope_index` (Qwen2-VL style).
+    mrope: bool = False
+    # Used only when a checkpoint's processor carries no chat template; `{video}` is the
+    # processor's video placeholder and `{question}` the question.
+    fallback_prompt: str = "USER: {video}\n{question} ASSISTANT:"
+    hub_examples: tuple[str, ...] = field(default=())
+
+    def frozen_modules(self) -> tuple[str, ...]:
+        return self.vision_modules + self.projector_modules
+
+
+FAMILIES: Registry[ModelFamily] = Registry("video LMM family", required=("model_types", "vision_modules"))
+
+FAMILIES.register("video-llava", ModelFamily(
+    name="video-llava", model_types=("video_llava",),
+    vision_modules=("model.video_tower", "model.image_tower"),
+    projector_modules=("model.multi_modal_projector",),
+    hub_examples=("LanguageBind/Video-LLaVA-7B-hf",),
+))
+FAMILIES.register("llava-next-video", ModelFamily(
+    name="llava-next-video", model_types=("llava_next_video",),
+    vision_modules=("model.vision_tower",),
+    projector_modules=("model.multi_modal_projector", "model.vision_resampler"),
+    hub_examples=("llava-hf/LLaVA-NeXT-Video-7B-hf",),
+))
+FAMILIES.register("llava-onevision", ModelFamily(
+    name="llava-onevision", model_types=("llava_onevision",),
+    vision_modules=("model.vision_tower",),
+    projector_modules=("model.multi_modal_projector",),
+    fallback_prompt="<|im_start|>user {video}\n{question}<|im_end|><|im_start|>assistant\n",
+    hub_examples=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf",),
+))
+for _name, _type, _hub in (("qwen2-vl", "qwen2_vl", "Qwen/Qwen2-VL-2B-Instruct"),
+                           ("qwen2.5-vl", "qwen2_5_vl", "Qwen/Qwen2.5-VL-3B-Instruct")):
+    FAMILIES.register(_name, ModelFamily(
+        name=_name, model_types=(_type,),
+        vision_modules=("model.visual.patch_embed", "model.visual.blocks"),
+        projector_modules=("model.visual.merger",),
+        mrope=True,
+        fallback_prompt=("<|im_start|>user\n<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n"
+                         "<|im_start|>assistant\n"),
+        hub_examples=(_hub,),
+    ))
+
+
+def family_for_model_type(model_type: str) -> ModelFamily:
+    for name in FAMILIES:
+        family = FAMILIES.get(name)
+        if model_type in family.model_types:
+            return family
+    known = ", ".join(t for n in FAMILIES for t in FAMILIES.get(n).model_types)
+    raise FamilyError(f"no video LMM family handles model_type {model_type!r}; supported: {known}. "
+                      "Add one with synvita.models.families.FAMILIES.register(...)")
+
+
+def answer_token_ids(tokenizer, word: str) -> list[int]:
+    """Ids of the single-token spellings of `word` (as is, lower case, each with a leading space).
+
+    Tokenizers differ in whether the answer after "ASSISTANT:" is "Yes" or "ĠYes"/"▁Yes"; summing
+    over the variants that are single tokens makes the readout independent of that choice.
+    """
+    ids = []
+    for variant in (word, " " + word, word.lower(), " " + word.lower()):
+        encoded = tokenizer(variant, add_special_tokens=False)["input_ids"]
+        if len(encoded) == 1 and encoded[0] not in ids and encoded[0] != tokenizer.unk_token_id:
+            ids.append(encoded[0])
+    if not ids:
+        pieces = tokenizer.tokenize(word)
+        raise FamilyError(f"the tokenizer has no single token for {word!r} (it splits it into {pieces}); "
+                          "the Yes/No readout needs one")
+    return ids
+
+
+@dataclass
+class VideoLMM:
+    model: torch.nn.Module
+    processor: object
+    family: ModelFamily
+    yes_ids: list[int]
+    no_ids: list[int]
+    source: str
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def video_token(self) -> str:
+        return self.processor.video_token
+
+    @property
+    def video_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.video_token)
+
+    @property
+    def language_model(self) -> torch.nn.Module:
+        return self.model.get_submodule(self.family.llm_module)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_output_embeddings().weight.device
+
+    def prompt_pieces(self, question: str, placeholder: str = "{text}") -> tuple[str, str]:
+        """The family's chat prompt for a video and `question`, split around `placeholder`.
+
+        Returns (text before the caption, text after it): the part before is the same for every
+        caption of a video, which is what lets the scorer share it.
+        """
+        if question.count(placeholder) != 1:
+            raise ValueError(f"the question template must contain {placeholder!r} exactly once: {question!r}")
+        marker = "\u2063SYNVITA-CAPTION\u2063"
+        asked = question.replace(placeholder, marker)
+        if getattr(self.processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": asked}]}]
+            prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:
+            prompt = self.family.fallback_prompt.format(video=self.video_token, question=asked)
+        if prompt.count(marker) != 1 or prompt.count(self.video_token) != 1:
+            raise FamilyError(f"{self.source}: the chat template must place the question and one "
+                              f"{self.video_token!r} placeholder; it gave {prompt!r}")
+        before, after = prompt.split(marker)
+        if self.video_token not in before:
+            raise FamilyError(f"{self.source}: the video must come before the question in the prompt")
+        return before, after
+
+
+def quantization_config(family: ModelFamily, quantization: str | None, dtype: torch.dtype):
+    """bitsandbytes settings that quantise the LLM only: the frozen vision side stays in `dtype`."""
+    if quantization is None:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    # Dotted paths match from the module root (transformers' should_convert_module).
+    skip = [*family.frozen_modules(), "lm_head"]
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=skip)
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    raise ValueError(f"quantization must be None, '4bit' or '8bit', not {quantization!r}")
+
+
+def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", device: str | None = None,
+                   quantization: str | None = None, trust_remote_code: bool = False) -> VideoLMM:
+    """Load a video LMM (hub id or local folder) with its processor, family and Yes/No ids, in eval mode."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    name_or_path = str(name_or_path)
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    family = family_for_model_type(config.model_type)
+    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization_config(family, quantization, torch_dtype)
+    if device is not None:
+        kwargs["device_map"] = device if device == "auto" else {"": device}
+    model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs).eval()
+    processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+
+    names = {name for name, _ in model.named_modules()}
+    missing = [m for m in (*family.frozen_modules(), family.llm_module) if m not in names]
+    if missing:
+        raise FamilyError(f"{name_or_path}: family {family.name} expects modules {missing}, which the "
+                          f"{type(model).__name__} does not have; update the family's module table")
+    tok = processor.tokenizer
+    yes_ids, no_ids = (answer_token_ids(tok, w) for w in ANSWER_WORDS)
+    if set(yes_ids) & set(no_ids):
+        raise FamilyError(f"{name_or_path}: Yes and No share token ids {set(yes_ids) & set(no_ids)}")
+    if tok.convert_tokens_to_ids(processor.video_token) in (None, tok.unk_token_id):
+        raise FamilyError(f"{name_or_path}: the tokenizer has no video token {processor.video_token!r}")
+    return VideoLMM(model=model, processor=processor, family=family, yes_ids=yes_ids, no_ids=no_ids,
+                    source=name_or_path)

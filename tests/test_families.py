@@ -1,0 +1,83 @@
+"""Family registry: detection from config.model_type, Yes/No ids, module table, prompts, loading."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from synvita.models.families import (
+    FAMILIES, FamilyError, answer_token_ids, family_for_model_type, load_video_lmm, quantization_config,
+)
+from synvita.models.tiny import TINY_KINDS, build_tiny
+
+QUESTION = 'Does this video entail the description: "{text}"?'
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {kind: build_tiny(kind, root / kind, seed=1) for kind in TINY_KINDS}
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_loaded_family_knows_its_checkpoint(kind, tiny_dirs):
+    lmm = load_video_lmm(tiny_dirs[kind])
+    assert lmm.family.name == kind and family_for_model_type(lmm.model.config.model_type) is lmm.family
+    assert not lmm.model.training
+
+    # Yes/No ids against an independent scan of the whole vocabulary.
+    tok = lmm.tokenizer
+    spelled = {i: tok.decode([i]).strip() for i in range(len(tok))}
+    assert set(lmm.yes_ids) == {i for i, s in spelled.items() if s in ("Yes", "yes")}
+    assert set(lmm.no_ids) == {i for i, s in spelled.items() if s in ("No", "no")}
+
+    # LoRA goes to the LLM's q/k/v/o and nowhere else; frozen modules are the vision side.
+    names = [n for n, _ in lmm.model.named_modules()]
+    targets = [n for n in names if re.fullmatch(lmm.family.lora_targets, n)]
+    layers = lmm.model.config.text_config.num_hidden_layers
+    assert len(targets) == 4 * layers and all(n.startswith("model.language_model.") for n in targets)
+    vision = [n for n in names if n.startswith(lmm.family.frozen_modules())]
+    assert vision and not any(n.startswith("model.language_model") for n in vision)
+
+    # The prompt keeps VideoCon's question inside the family's chat format, split at the caption.
+    before, after = lmm.prompt_pieces(QUESTION)
+    caption = "a man opens a door"
+    messages = [{"role": "user", "content": [{"type": "video"},
+                                             {"type": "text", "text": QUESTION.format(text=caption)}]}]
+    full = lmm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert before + caption + after == full
+    assert before.endswith('entail the description: "') and lmm.video_token in before
+
+
+def test_unknown_model_type_is_refused_with_the_supported_list():
+    with pytest.raises(FamilyError, match="'bert'.*qwen2_vl"):
+        family_for_model_type("bert")
+    assert set(FAMILIES.names()) == set(TINY_KINDS)
+
+
+def test_tokenizer_without_single_yes_token_is_refused():
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # No merges at all: every word is spelled out in bytes.
+    tok.train_from_iterator(["abc"], trainers.BpeTrainer(
+        vocab_size=10, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    with pytest.raises(FamilyError, match="no single token for 'Yes'"):
+        answer_token_ids(fast, "Yes")
+
+
+def test_dtype_and_quantization_settings(tiny_dirs):
+    lmm = load_video_lmm(tiny_dirs["qwen2-vl"], dtype="bfloat16")
+    assert {p.dtype for p in lmm.model.parameters()} == {torch.bfloat16}
+    with pytest.raises(ValueError, match="quantization"):
+        quantization_config(lmm.family, "3bit", torch.float16)
+    q4 = quantization_config(lmm.family, "4bit", torch.bfloat16)
+    assert q4.load_in_4bit and q4.bnb_4bit_compute_dtype == torch.bfloat16
+    assert set(q4.llm_int8_skip_modules) == {*lmm.family.frozen_modules(), "lm_head"}
+    assert quantization_config(lmm.family, "8bit", torch.float32).load_in_8bit
+    with pytest.raises(ValueError, match="exactly once"):
+        lmm.prompt_pieces("no placeholder here")
