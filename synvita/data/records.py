@@ -1,0 +1,224 @@
+"""Typed records and their JSON Lines manifests.
+
+Every record validates itself on construction, so a bad value is caught where it is made and,
+when read from a manifest, reported as `file:line: field: problem`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from synvita.utils import atomic_write_text
+
+Misalignment = Literal["action", "attribute", "object", "count", "relation", "flip", "hallucination"]
+MISALIGNMENTS: tuple[str, ...] = typing.get_args(Misalignment)
+
+
+class ManifestError(ValueError):
+    """A manifest line that does not hold a valid record: `file:line: field: problem`."""
+
+
+class FieldError(ValueError):
+    def __init__(self, field_name: str, problem: str):
+        super().__init__(f"{field_name}: {problem}")
+        self.field = field_name
+        self.problem = problem
+
+
+def _type_problem(value, hint) -> str | None:
+    """Why `value` does not match the annotation `hint`, or None when it does."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args]
+        return None if None in problems else " or ".join(p for p in problems if p)
+    if hint is type(None):
+        return None if value is None else "expected null"
+    if origin is Literal:
+        return None if value in args else f"{value!r} is not one of {', '.join(map(str, args))}"
+    if origin is list:
+        if not isinstance(value, list):
+            return f"expected a list, got {type(value).__name__}"
+        for i, item in enumerate(value):
+            if problem := _type_problem(item, args[0]):
+                return f"item {i}: {problem}"
+        return None
+    if hint is dict:
+        return None if isinstance(value, dict) else f"expected an object, got {type(value).__name__}"
+    # JSON has no int/bool distinction in Python's eyes (bool is an int): keep them apart.
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, hint)
+    return None if ok else f"expected {hint.__name__}, got {type(value).__name__} {value!r}"
+
+
+@functools.cache
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+class _Record:
+    def __post_init__(self):
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):
+            if problem := _type_problem(getattr(self, f.name), hints[f.name]):
+                raise FieldError(f.name, problem)
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields, beyond the types."""
+
+
+def _nonempty(record, *names: str) -> None:
+    for name in names:
+        if not getattr(record, name).strip():
+            raise FieldError(name, "must not be empty")
+
+
+@dataclass
+class Triplet(_Record):
+    """A real video with its caption t^r and a hard negative t^s."""
+
+    id: str
+    video: str
+    caption: str
+    negative: str
+    # None where the source does not annotate the type (VideoCon-Human).
+    misalignment: Misalignment | None
+    source: str
+    split: str
+    nle: str | None = None
+    hard: bool | None = None
+
+    def check(self):
+        _nonempty(self, "id", "video", "caption", "negative")
+
+
+@dataclass
+class SyntheticClip(_Record):
+    """A text-to-video clip generated for a triplet's negative caption t^s."""
+
+    id: str
+    triplet_id: str
+    caption: str
+    generator: str
+    seed: int
+    path: str
+    status: Literal["done", "failed"]
+    settings: dict = field(default_factory=dict)
+    num_frames: int | None = None
+    error: str | None = None
+    elapsed: float | None = None
+    versions: dict = field(default_factory=dict)
+
+    def check(self):
+        _nonempty(self, "id", "triplet_id", "caption", "generator")
+        if self.status == "done" and not self.path:
+            raise FieldError("path", "a done clip needs a path")
+        if self.status == "failed" and not self.error:
+            raise FieldError("error", "a failed clip needs an error message")
+
+
+@dataclass
+class ScoreRow(_Record):
+    """Per-frame P(Yes) of one VQA member for one clip and one caption."""
+
+    clip_id: str
+    member: str
+    role: Literal["target", "real"]
+    caption: str
+    frames: list[int]
+    p_yes: list[float]
+
+    def check(self):
+        if len(self.frames) != len(self.p_yes) or not self.frames:
+            raise FieldError("p_yes", f"needs one value per frame ({len(self.frames)} frames, {len(self.p_yes)} values)")
+        for i, p in enumerate(self.p_yes):
+            if not 0.0 <= p <= 1.0:
+                raise FieldError("p_yes", f"item {i}: {p} is not a probability in [0, 1]")
+
+
+R = TypeVar("R", Triplet, SyntheticClip, ScoreRow)
+
+
+def _from_json(cls: type[R], obj) -> R:
+    if not isinstance(obj, dict):
+        raise FieldError("(record)", f"expected a JSON object, got {type(obj).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in obj:
+        if key not in fields:
+            raise FieldError(key, f"unknown field for {cls.__name__}")
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in obj:
+            raise FieldError(name, "missing")
+    return cls(**obj)
+
+
+def read_manifest(path: str | os.PathLike, cls: type[R]) -> list[R]:
+    """All records of a JSON Lines manifest, validated; blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest does not exist")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path}:{lineno}: (line): invalid JSON ({e.msg} at column {e.colno})") from e
+            try:
+                records.append(_from_json(cls, obj))
+            except FieldError as e:
+                raise ManifestError(f"{path}:{lineno}: {e.field}: {e.problem}") from e
+    return records
+
+
+def _line(record) -> str:
+    if not isinstance(record, _Record):
+        raise TypeError(f"not a manifest record: {type(record).__name__}")
+    return json.dumps(asdict(record), ensure_ascii=False) + "\n"
+
+
+def write_manifest(path: str | os.PathLike, records) -> None:
+    atomic_write_text(Path(path), "".join(_line(r) for r in records))
+
+
+def append_record(path: str | os.PathLike, record) -> None:
+    """Append one record as one write, flushed to disk, so a killed job loses at most this line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = _line(record).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def manifest_dataset(path: str | os.PathLike, cls: type[R]):
+    """A validated manifest as a `datasets.Dataset`; dict fields are kept as JSON strings,
+    since free-form settings would otherwise need one Arrow schema across all rows."""
+    import datasets
+
+    dict_fields = [f.name for f in dataclasses.fields(cls) if f.type in ("dict", dict)]
+    rows = []
+    for record in read_manifest(path, cls):
+        row = asdict(record)
+        for name in dict_fields:
+            row[name] = json.dumps(row[name], sort_keys=True)
+        rows.append(row)
+    return datasets.Dataset.from_list(rows)

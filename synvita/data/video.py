@@ -1,0 +1,190 @@
+"""Video decoding with PyAV, frame sampling, and atomic mp4 writing.
+
+A file is read once: its packets are demuxed into memory (compressed, so small), which gives the
+exact frame count and every presentation time before any decoding; the packets are then decoded
+in one sequential pass and only the sampled frames are converted to RGB.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be used; the message starts with the file path."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+
+
+@dataclass(frozen=True)
+class FrameSampler:
+    """Which frames to take from a clip.
+
+    uniform: `num_frames` frames evenly spread from the first to the last frame; a clip shorter
+        than that repeats frames, so exactly `num_frames` come back (models expect a fixed count).
+    fps: one frame every 1/`fps` seconds of presentation time, each the frame on screen at that
+        moment, so variable-frame-rate clips are sampled by time rather than by index.
+    all: every frame.
+    """
+
+    kind: Literal["uniform", "fps", "all"] = "uniform"
+    num_frames: int = 8
+    fps: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("uniform", "fps", "all"):
+            raise ValueError(f"FrameSampler.kind: {self.kind!r} is not one of uniform, fps, all")
+        if self.kind == "uniform" and self.num_frames < 1:
+            raise ValueError(f"FrameSampler.num_frames: must be >= 1, got {self.num_frames}")
+        if self.kind == "fps" and not (self.fps and self.fps > 0):
+            raise ValueError(f"FrameSampler.fps: kind 'fps' needs fps > 0, got {self.fps}")
+        if self.kind != "fps" and self.fps is not None:
+            raise ValueError(f"FrameSampler.fps: only used by kind 'fps', not {self.kind!r}")
+
+    def describe(self) -> str:
+        if self.kind == "uniform":
+            return f"uniform-{self.num_frames}"
+        if self.kind == "fps":
+            return f"fps-{self.fps:g}"
+        return "all"
+
+    def indices(self, times: np.ndarray, end: float) -> np.ndarray:
+        """Frame indices to keep, given each frame's start time (sorted, seconds) and the clip end."""
+        n = len(times)
+        if self.kind == "all":
+            return np.arange(n)
+        if self.kind == "uniform":
+            return np.round(np.linspace(0, n - 1, self.num_frames)).astype(int)
+        grid = times[0] + np.arange(0, end - times[0], 1.0 / self.fps)
+        # The tolerance keeps float rounding of the grid from picking the previous frame.
+        return np.searchsorted(times, grid + 1e-6, side="right") - 1
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    duration: float
+
+
+@dataclass
+class _Demuxed:
+    packets: list
+    stream: av.video.stream.VideoStream
+    times: np.ndarray  # presentation start time of each frame, sorted, seconds
+    end: float  # end of the last frame, seconds
+
+
+def _demux(path: Path, container) -> _Demuxed:
+    if not container.streams.video:
+        raise VideoError(path, "has no video stream")
+    stream = container.streams.video[0]
+    packets = [p for p in container.demux(stream) if p.size and not p.is_discard]
+    if not packets:
+        raise VideoError(path, "contains no video frames")
+    if len(packets) < stream.frames:
+        raise VideoError(path, f"truncated: the index lists {stream.frames} frames, the file holds {len(packets)}")
+    if any(p.pts is None for p in packets):
+        raise VideoError(path, "has video packets without timestamps (raw elementary stream?); remux it to mp4")
+    tb = float(stream.time_base)
+    pts = np.array(sorted(p.pts for p in packets), dtype=np.float64) * tb
+    last = max(packets, key=lambda p: p.pts)
+    step = last.duration * tb if last.duration else (pts[-1] - pts[0]) / max(len(pts) - 1, 1)
+    return _Demuxed(packets, stream, pts, float(pts[-1] + step))
+
+
+def _open(path: str | os.PathLike):
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(path, "file does not exist")
+    if path.is_dir():
+        raise VideoError(path, "is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoError(path, "file is empty (0 bytes)")
+    try:
+        return path, av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise VideoError(path, f"not a readable video container ({e})") from e
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, mean fps, size and duration, from the container's packets (no decoding)."""
+    path, container = _open(path)
+    with container:
+        try:
+            d = _demux(path, container)
+        except av.error.FFmpegError as e:
+            raise VideoError(path, f"corrupt video data ({e})") from e
+        duration = d.end - float(d.times[0])
+        ctx = d.stream.codec_context
+        return VideoInfo(len(d.times), len(d.times) / duration, ctx.width, ctx.height, duration)
+
+
+def read_video(path: str | os.PathLike, sampler: FrameSampler = FrameSampler()) -> np.ndarray:
+    """Decode the sampled frames of `path` as uint8 RGB, shape (T, H, W, 3)."""
+    path, container = _open(path)
+    with container:
+        try:
+            d = _demux(path, container)
+            wanted = sampler.indices(d.times, d.end)
+            if len(wanted) == 0:
+                raise VideoError(path, f"sampler {sampler.describe()} selects no frames")
+            d.stream.thread_type = "AUTO"
+            decoder = d.stream.codec_context
+            kept: dict[int, np.ndarray] = {}
+            targets = set(wanted.tolist())
+            index = 0
+            # Frames come out of the decoder in presentation order, matching `d.times`.
+            for packet in [*d.packets, None]:
+                for frame in decoder.decode(packet):
+                    if index in targets:
+                        kept[index] = frame.to_ndarray(format="rgb24")
+                    index += 1
+        except av.error.FFmpegError as e:
+            raise VideoError(path, f"corrupt video data ({e})") from e
+    missing = targets - kept.keys()
+    if missing:
+        raise VideoError(path, f"decoded {index} of {len(d.times)} frames; the stream is truncated or corrupt")
+    return np.stack([kept[i] for i in wanted.tolist()])
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4; readers never see a partial file."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"{path}: frames must be uint8 (T>0, H, W, 3), got {frames.dtype} {frames.shape}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        # yuv420p stores chroma per 2x2 block; H.264 encoders reject odd sizes.
+        raise ValueError(f"{path}: H.264 needs even width and height, got {width}x{height}")
+    if not fps > 0:
+        raise ValueError(f"{path}: fps must be > 0, got {fps}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4.tmp")
+    os.close(fd)
+    try:
+        with av.open(tmp, mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            # Near-lossless: scorers and the report judge these pixels.
+            stream.options = {"crf": "12"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode(None))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,143 @@
+"""Importers for VideoCon's published CSVs (Bansal et al., 2023) into `Triplet` records.
+
+- LLM entailment: source,videopath,caption,neg_caption,split,misalignment,youtube_key
+- LLM feedback: the same columns plus nle
+- Human: video_url,caption,neg_caption,nle,hard (ActivityNet validation videos, a test set)
+
+Video paths resolve against a root the user gives; a path that would leave it is refused, so a
+CSV cannot point the pipeline at arbitrary files.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+from synvita.data.records import MISALIGNMENTS, FieldError, ManifestError, Triplet
+
+# VideoCon names its seven misalignments after the prompts that made them (OBJECT, ACTION,
+# ATTRIBUTE, COUNTING, RELATION, HALLUCINATION, EVENT) and after the paper ("counting",
+# "spatial relation", "event order flip(ping)"). Keys are lower-case letters only, so case,
+# spaces, hyphens and underscores do not matter.
+MISALIGNMENT_ALIASES = {
+    "object": "object", "objects": "object",
+    "action": "action", "actions": "action",
+    "attribute": "attribute", "attributes": "attribute",
+    "count": "count", "counting": "count",
+    "relation": "relation", "relations": "relation", "spatialrelation": "relation",
+    "hallucination": "hallucination",
+    "flip": "flip", "event": "flip", "eventorder": "flip", "eventorderflip": "flip",
+    "eventorderflipping": "flip", "eventflip": "flip",
+}
+
+LLM_COLUMNS = ("source", "videopath", "caption", "neg_caption", "split", "misalignment")
+HUMAN_COLUMNS = ("video_url", "caption", "neg_caption", "nle", "hard")
+
+
+def normalise_misalignment(name: str) -> str:
+    key = re.sub(r"[^a-z]", "", name.lower())
+    if key not in MISALIGNMENT_ALIASES:
+        raise FieldError("misalignment", f"{name!r} is not a known VideoCon misalignment ({', '.join(MISALIGNMENTS)})")
+    return MISALIGNMENT_ALIASES[key]
+
+
+def resolve_video(root: str | os.PathLike, relpath: str) -> Path:
+    """`root/relpath`, refusing any path that leaves `root` (`..`, absolute paths).
+
+    The check is on the normalised path, not on symlink targets: a user may link their video
+    store into the root, but a CSV row may not climb out of it.
+    """
+    root = Path(os.path.normpath(os.path.abspath(root)))
+    if not relpath.strip():
+        raise FieldError("video", "empty video path")
+    target = Path(os.path.normpath(root / relpath))
+    if not target.is_relative_to(root):
+        raise FieldError("video", f"{relpath!r} escapes the video root {root}")
+    return target
+
+
+def _rows(path: Path, required: tuple[str, ...]):
+    """(line number, row) pairs; a missing column is reported on the header line."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        for column in required:
+            if column not in (reader.fieldnames or ()):
+                raise ManifestError(f"{path}:1: {column}: missing column (header: {reader.fieldnames})")
+        for row in reader:
+            yield reader.line_num, row
+
+
+def _import(path, make) -> list[Triplet]:
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: CSV does not exist")
+    return list(make(path))
+
+
+def _with_line(path: Path, lineno: int, video_column: str, build):
+    """Build a Triplet from a row; an invalid field is reported under its CSV column name."""
+    try:
+        return build()
+    except FieldError as e:
+        column = {"video": video_column, "negative": "neg_caption"}.get(e.field, e.field)
+        raise ManifestError(f"{path}:{lineno}: {column}: {e.problem}") from e
+
+
+def _triplet_id(seen: Counter, source: str, video: str) -> str:
+    # The naming of VideoCon-derived clips: <source>_<video stem>_<nnn>, nnn counting per video.
+    stem = f"{re.sub(r'[^a-z0-9]+', '-', source.lower()).strip('-')}_{Path(video).stem}"
+    seen[stem] += 1
+    return f"{stem}_{seen[stem]:03d}"
+
+
+def read_llm_csv(csv_path: str | os.PathLike, video_root: str | os.PathLike) -> list[Triplet]:
+    """VideoCon's LLM entailment or feedback CSV (the `nle` column is used when present)."""
+
+    def make(path):
+        seen = Counter()
+        for lineno, row in _rows(path, LLM_COLUMNS):
+            yield _with_line(path, lineno, "videopath", lambda: Triplet(
+                id=_triplet_id(seen, row["source"], row["videopath"]),
+                video=str(resolve_video(video_root, row["videopath"])),
+                caption=row["caption"],
+                negative=row["neg_caption"],
+                misalignment=normalise_misalignment(row["misalignment"]),
+                source=row["source"],
+                split=row["split"].strip().lower(),
+                nle=row.get("nle") or None,
+            ))
+
+    return _import(csv_path, make)
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise FieldError("hard", f"expected True or False, got {text!r}")
+    return value == "true"
+
+
+def read_human_csv(csv_path: str | os.PathLike, video_root: str | os.PathLike) -> list[Triplet]:
+    """VideoCon-Human: `video_url` is a download link; its file name is looked up under the root."""
+
+    def make(path):
+        seen = Counter()
+        for lineno, row in _rows(path, HUMAN_COLUMNS):
+            name = Path(urlparse(row["video_url"]).path).name
+            yield _with_line(path, lineno, "video_url", lambda: Triplet(
+                id=_triplet_id(seen, "videocon-human", name),
+                video=str(resolve_video(video_root, name)),
+                caption=row["caption"],
+                negative=row["neg_caption"],
+                misalignment=None,
+                source="videocon-human",
+                split="test",
+                nle=row["nle"] or None,
+                hard=_parse_bool(row["hard"]),
+            ))
+
+    return _import(csv_path, make)
