@@ -1,0 +1,117 @@
+"""The training config: one typed dataclass tree, filled from a recipe YAML plus key=value overrides.
+
+Defaults follow the published SynViTA recipe (LoRA r=32, α=32, dropout 0.05; AdamW lr 5e-5 with 200
+warmup steps and a cosine decay; 4 triplets per device; one epoch; γ=0.2; λ_scr=1.0 as for
+Video-LLaVA; mPLUG-Owl used λ_scr=0.01).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from synvita.data.video import FrameSampler
+from synvita.scoring.weights import DEFAULT_WEIGHTING, WEIGHTINGS
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = ""
+    quantization: Literal["4bit", "8bit"] | None = None
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = True
+
+
+@dataclass
+class LoraConfig:
+    r: int = 32
+    alpha: int = 32
+    dropout: float = 0.05
+    # None: the family table's LLM attention projections.
+    target_modules: list[str] | str | None = None
+
+    def __post_init__(self):
+        if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"lora: need r >= 1, alpha > 0, 0 <= dropout < 1; got {self}")
+
+
+@dataclass
+class DataConfig:
+    triplets: Path = Path("triplets.jsonl")
+    # Without clips the run is the VideoCon baseline: every triplet trains on its real video only.
+    clips: Path | None = None
+    weights: Path | None = None
+    split: str | None = "train"
+    # None keeps all; otherwise only clips of these generators / triplets of these misalignments.
+    generators: list[str] | None = None
+    misalignments: list[str] | None = None
+    frames: FrameSampler = field(default_factory=FrameSampler)
+    # VideoCon's explanation task on (V^r, t^s), answered with the triplet's `nle`.
+    explanations: bool = False
+    # On-disk cache of real videos' vision features, keyed by model, frames and sampler.
+    feature_cache: Path | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class LossConfig:
+    weighting: str = DEFAULT_WEIGHTING
+    gamma: float = 0.2
+    lambda_scr: float = 1.0
+    syn: bool = True
+    scr: bool = True
+    lambda_explanation: float = 1.0
+
+    def __post_init__(self):
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"loss.weighting: {self.weighting!r} is not one of {', '.join(WEIGHTINGS.names())}")
+        if self.gamma < 0 or self.lambda_scr < 0 or self.lambda_explanation < 0:
+            raise ValueError("loss: gamma, lambda_scr and lambda_explanation must be >= 0")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-5
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float | None = 1.0
+    # adamw_8bit is bitsandbytes' paged 8-bit AdamW (QLoRA); it needs a CUDA device.
+    optimizer: Literal["adamw", "adamw_8bit"] = "adamw"
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output_dir: Path = Path("runs/train")
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    epochs: int = 1
+    # Caps the optimizer steps (the schedule is laid out over min(max_steps, the epochs' steps)).
+    max_steps: int | None = None
+    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    # "latest", a checkpoint directory, or None for a fresh run.
+    resume_from: str | None = None
+
+    def __post_init__(self):
+        if not self.model.name_or_path:
+            raise ValueError("model.name_or_path: required (a hub id or a local directory)")
+        for name in ("per_device_batch_size", "gradient_accumulation_steps", "epochs", "log_every",
+                     "save_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
+        if self.data.clips is not None and self.loss.weighting != "fixed" and self.data.weights is None:
+            raise ValueError(f"data.weights: weighting {self.loss.weighting!r} needs the weights manifest")
+        if self.data.explanations and self.loss.lambda_explanation == 0:
+            raise ValueError("data.explanations is on but loss.lambda_explanation is 0")

@@ -1,0 +1,174 @@
+"""The training set: triplets joined with their synthetic clips and the clips' weights.
+
+One example per (triplet, usable clip): a negative rendered by three generators gives three
+examples. A triplet with no usable clip (none generated, failed, file gone, or unscored) still
+trains, on its real video only, with w = 0; `JoinReport` counts why. Relative paths in a manifest
+are resolved against the manifest's own folder, as the run-directory layout writes them.
+
+Order and sharding are done here rather than by a sampler, so that the set of triplets in one
+optimizer step depends only on the seed, the epoch and the global batch: process k of P takes
+micro-batch m of step s from positions s·G·A + m·G + k·B of the epoch's permutation (B per-device
+batch, A accumulation steps, G = B·P). 2 processes × 2 and 1 process × 4 see the same triplets,
+and resuming at step s needs nothing but s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synvita.data.records import MISALIGNMENTS, ManifestError, SyntheticClip, Triplet, read_manifest
+from synvita.data.video import FrameSampler, read_video
+from synvita.scoring.weights import WEIGHTINGS
+from synvita.training.config import DataConfig
+from synvita.utils import stable_seed
+
+
+@dataclass(frozen=True)
+class Example:
+    triplet: Triplet
+    video: Path
+    clip: SyntheticClip | None = None
+    clip_path: Path | None = None
+    w: float = 0.0
+    # f̄(V^s,t^s), f̄(V^s,t^r) from the scorer, for the logs.
+    f_target: float | None = None
+    f_real: float | None = None
+
+
+@dataclass
+class JoinReport:
+    triplets: int = 0
+    examples: int = 0
+    with_clip: int = 0
+    real_only: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.real_only.items())) or "none"
+        return (f"{self.triplets} triplets -> {self.examples} examples ({self.with_clip} with a synthetic clip); "
+                f"trained real-only: {sum(self.real_only.values())} triplets ({reasons})")
+
+
+def _resolve(base: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else base / p
+
+
+def read_weights(path: Path) -> dict[str, tuple[float, float]]:
+    """clip_id -> (f_target, f_real) from a weights manifest (JSON Lines)."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                scores = tuple(float(row[k]) for k in ("f_target", "f_real"))
+                out[str(row["clip_id"])] = scores
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path}:{lineno}: (line): invalid JSON ({e.msg})") from e
+            except KeyError as e:
+                raise ManifestError(f"{path}:{lineno}: {e.args[0]}: missing") from e
+            except (TypeError, ValueError) as e:
+                raise ManifestError(f"{path}:{lineno}: f_target/f_real: not numbers ({e})") from e
+    return out
+
+
+def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinReport]:
+    for kind in cfg.misalignments or ():
+        if kind not in MISALIGNMENTS:
+            raise ValueError(f"data.misalignments: {kind!r} is not one of {', '.join(MISALIGNMENTS)}")
+    triplets = [
+        t for t in read_manifest(cfg.triplets, Triplet)
+        if (cfg.split is None or t.split == cfg.split)
+        and (cfg.misalignments is None or t.misalignment in cfg.misalignments)
+    ]
+    if not triplets:
+        raise ValueError(f"{cfg.triplets}: no triplets left after split={cfg.split!r}, "
+                         f"misalignments={cfg.misalignments}")
+    clips_by_triplet: dict[str, list[SyntheticClip]] = {}
+    weights: dict[str, tuple[float, float]] = {}
+    if cfg.clips is not None:
+        clips = read_manifest(cfg.clips, SyntheticClip)
+        known = {c.generator for c in clips}
+        unknown = sorted(set(cfg.generators or ()) - known)
+        if unknown:
+            raise ValueError(f"data.generators: {unknown} not in {cfg.clips} (it has {sorted(known)})")
+        for c in clips:
+            if cfg.generators is None or c.generator in cfg.generators:
+                clips_by_triplet.setdefault(c.triplet_id, []).append(c)
+        if cfg.weights is not None:
+            weights = read_weights(cfg.weights)
+    weight_fn = WEIGHTINGS.get(weighting)
+
+    report = JoinReport(triplets=len(triplets))
+    examples = []
+    base = Path(cfg.triplets).parent
+    clip_base = Path(cfg.clips).parent if cfg.clips is not None else base
+    for t in triplets:
+        video = _resolve(base, t.video)
+        usable, why = [], "no clip"
+        for c in clips_by_triplet.get(t.id, []):
+            path = _resolve(clip_base, c.path)
+            if c.status != "done":
+                why = "failed"
+            elif not path.is_file():
+                why = "clip file missing"
+            elif cfg.weights is not None and c.id not in weights:
+                why = "unscored"
+            else:
+                f_target, f_real = weights.get(c.id, (None, None))
+                w = 1.0 if cfg.weights is None else float(weight_fn(f_target, f_real))
+                usable.append(Example(t, video, c, path, w, f_target, f_real))
+        if cfg.clips is not None and not usable:
+            report.real_only[why] += 1
+        examples += usable or [Example(t, video)]
+    report.examples = len(examples)
+    report.with_clip = sum(e.clip is not None for e in examples)
+    return examples, report
+
+
+def shard_positions(n: int, *, epoch: int, seed: int, batch: int, accum: int, processes: int,
+                    rank: int, start_step: int = 0) -> list[list[int]]:
+    """This process's micro-batches (lists of example indices) for one epoch, from `start_step` on.
+
+    Incomplete global batches at the end of the epoch are dropped, so every process takes the same
+    number of steps and every step has the full denominator.
+    """
+    per_step = batch * accum * processes
+    steps = n // per_step
+    if steps == 0:
+        raise ValueError(f"{n} examples do not fill one optimizer step of {per_step} "
+                         f"(batch {batch} x accumulation {accum} x {processes} processes)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(stable_seed("epoch", seed, epoch))).tolist()
+    micro = []
+    for s in range(start_step, steps):
+        for m in range(accum):
+            at = s * per_step + m * batch * processes + rank * batch
+            micro.append(order[at:at + batch])
+    return micro
+
+
+def steps_per_epoch(n: int, *, batch: int, accum: int, processes: int) -> int:
+    return n // (batch * accum * processes)
+
+
+class DecodedExamples(torch.utils.data.Dataset):
+    """Examples with their frames decoded (so DataLoader workers overlap decoding with compute)."""
+
+    def __init__(self, examples: list[Example], sampler: FrameSampler):
+        self.examples = examples
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> tuple[Example, np.ndarray, np.ndarray | None]:
+        e = self.examples[i]
+        syn = read_video(e.clip_path, self.sampler) if e.clip_path is not None else None
+        return e, read_video(e.video, self.sampler), syn
