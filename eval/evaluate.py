@@ -1,0 +1,21 @@
+"""Benchmark a video LMM (optionally with a LoRA adapter) or a predictions file; same as `synvita evaluate`.
+
+    python eval/evaluate.py --benchmark {videocon-llm,videocon-human,ssv2-temporal,ssv2-events,atp-hard} \
+        --annotations DIR (--model ID-OR-DIR [--adapter PEFT-DIR] --video-root DIR | --from-predictions CSV) \
+        --out metrics.json
+"""
+
+import argparse
+import sys
+
+from synvita.evaluation import harness
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eval/evaluate.py", description=__doc__.splitlines()[0])
+    harness.add_arguments(parser)
+    return harness.run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""`synvita evaluate` / `python eval/evaluate.py`: a benchmark's published metrics for a model or a
+predictions file.
+
+    python eval/evaluate.py --benchmark ssv2-temporal --annotations ANN \\
+        (--model ID-OR-DIR [--adapter PEFT-DIR] --video-root DIR | --from-predictions CSV) --out OUT.json
+
+With a model, predictions go to `OUT.predictions.csv` in VideoCon's header-less
+`videopath,caption,entailment` format (VideoCon's calc_ssv2.py / eval_atphard.py read it), one row
+appended as soon as it is scored, with the provenance in `OUT.predictions.json`. Running the same
+command again after a kill scores only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from synvita.data.video import FrameSampler
+from synvita.evaluation.benchmarks import BENCHMARKS, Pair, compute, join, load_pairs, locate_video, read_predictions
+from synvita.provenance import provenance
+from synvita.utils import atomic_write_text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
+    parser.add_argument("--annotations", required=True, type=Path,
+                        help="folder with the benchmark's published files (`synvita data download`)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="video LMM to score with: hub id or local folder")
+    source.add_argument("--from-predictions", type=Path,
+                        help="score nothing: read videopath,caption,entailment[,pos,neg] rows (VideoCon's or ours)")
+    parser.add_argument("--adapter", type=Path, help="PEFT (LoRA) adapter folder applied to --model")
+    parser.add_argument("--video-root", type=Path, help="where the benchmark's videos are (with --model)")
+    parser.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
+    parser.add_argument("--predictions", type=Path, help="predictions CSV to write/resume (default: OUT.predictions.csv)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per video for the uniform sampler")
+    parser.add_argument("--sampler", choices=("uniform", "fps", "all"), default="uniform")
+    parser.add_argument("--fps", type=float, help="frames per second for --sampler fps")
+    parser.add_argument("--batch-size", type=int, default=8, help="captions per forward pass")
+    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: where transformers puts it)")
+    parser.add_argument("--quantization", choices=("4bit", "8bit"))
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _sampler(args) -> FrameSampler:
+    if args.sampler == "fps":
+        return FrameSampler("fps", fps=args.fps)
+    return FrameSampler(args.sampler, num_frames=args.frames)
+
+
+def _setup(args, sampler: FrameSampler) -> dict:
+    """What must not change between a killed run and its resumption."""
+    return {
+        "benchmark": args.benchmark,
+        "model": args.model,
+        "adapter": str(args.adapter) if args.adapter else None,
+        "frames": sampler.num_frames if sampler.kind == "uniform" else None,
+        "sampler": sampler.describe(),
+        "dtype": args.dtype,
+        "quantization": args.quantization,
+        "seed": args.seed,
+    }
+
+
+def _complete_records(path: Path) -> int:
+    """Keep only whole prediction records (a kill can cut the last one); returns how many."""
+    text = path.read_text(encoding="utf-8")
+    buf, end, count = io.StringIO(text), 0, 0
+    for row in csv.reader(buf):
+        if len(row) not in (3, 5) or text[buf.tell() - 1] != "\n":
+            break
+        try:
+            float(row[2])
+        except ValueError:
+            break
+        end, count = buf.tell(), count + 1
+    if end < len(text):
+        warnings.warn(f"{path}: dropped an incomplete last record (the previous run was killed mid-write)")
+        atomic_write_text(path, text[:end])
+    return count
+
+
+def _row(video: str, text: str, score: float) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([video, text, repr(score)])
+    return buf.getvalue()
+
+
+def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
+    """Score every (video, caption) not yet in `path`, one video at a time, appending rows as they come.
+
+    Returns the counts of pairs reused from an earlier run and scored now.
+    """
+    import torch
+
+    from synvita.data.video import read_video
+    from synvita.models.alignment import AlignmentScorer
+    from synvita.models.families import load_video_lmm
+
+    if args.video_root is None:
+        raise SystemExit("--model needs --video-root (the folder holding the benchmark's videos)")
+    sampler = _sampler(args)
+    setup = _setup(args, sampler)
+    sidecar = path.with_suffix(".json")
+    done: set[tuple[str, str]] = set()
+    if path.exists():
+        earlier = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+        changed = {k: (earlier.get(k), v) for k, v in setup.items() if earlier.get(k) != v}
+        if changed:
+            raise SystemExit(f"{path} was written by another setup ({changed}, as (then, now)); "
+                             "delete it or pass another --predictions to start afresh")
+        _complete_records(path)
+        done = {(p.video, p.text) for p in read_predictions(path)}
+    # Each video is decoded and encoded once: its captions go to the scorer together.
+    todo: dict[str, list[Pair]] = defaultdict(list)
+    seen = set(done)
+    for p in pairs:
+        if (p.video, p.text) not in seen:
+            seen.add((p.video, p.text))
+            todo[p.video].append(p)
+    unique = len({(p.video, p.text) for p in pairs})
+    atomic_write_text(sidecar, json.dumps(provenance(**setup, pairs=unique), indent=2) + "\n")
+    scored = sum(len(v) for v in todo.values())
+    if todo:
+        torch.manual_seed(args.seed)
+        lmm = load_video_lmm(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization)
+        if args.adapter:
+            from peft import PeftModel
+
+            # Merged, the model keeps its module names, which the family table addresses.
+            lmm.model = PeftModel.from_pretrained(lmm.model, str(args.adapter)).merge_and_unload().eval()
+        scorer = AlignmentScorer(lmm, sampler, batch_size=args.batch_size)
+        with open(path, "a", encoding="utf-8", newline="") as f:
+            for video, video_pairs in tqdm(todo.items(), desc=f"{args.benchmark}: videos", unit="video"):
+                frames = read_video(locate_video(args.video_root, video), sampler)
+                scores = scorer.score_many(frames, [p.caption for p in video_pairs]).tolist()
+                for p, score in zip(video_pairs, scores):
+                    f.write(_row(p.video, p.text, float(score)))
+                f.flush()
+    return {"pairs_reused": unique - scored, "pairs_scored": scored}
+
+
+def evaluate(args) -> dict:
+    """Score (or read) the predictions and compute the benchmark's metrics: the JSON written to --out."""
+    if args.adapter and not args.model:
+        raise SystemExit("--adapter needs --model (the base model it was trained on)")
+    pairs = load_pairs(args.benchmark, args.annotations)
+    run_counts = {}
+    if args.model:
+        predictions = args.predictions or args.out.with_name(f"{args.out.stem}.predictions.csv")
+        run_counts = score_with_model(args, pairs, predictions)
+    else:
+        predictions = args.from_predictions
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        joined = join(pairs, read_predictions(predictions), BENCHMARKS[args.benchmark].drop_duplicates)
+        result = compute(args.benchmark, pairs, joined.scores)
+    sidecar = predictions.with_suffix(".json")
+    # A file scored elsewhere (VideoCon's scripts) has no side-car: record what is known.
+    origin = (json.loads(sidecar.read_text()) if sidecar.is_file()
+              else provenance(model=None, predictions=str(predictions), pairs=joined.counts["joined_pairs"]))
+    for w in caught:
+        print(f"warning: {w.message}")
+    return {
+        "benchmark": args.benchmark,
+        **{k: v for k, v in result.items() if k != "counts"},
+        "counts": {**joined.counts, **result["counts"], **run_counts},
+        "warnings": [str(w.message) for w in caught],
+        "predictions": str(predictions),
+        "annotations": str(args.annotations),
+        "provenance": origin,
+    }
+
+
+def run(args) -> int:
+    out = evaluate(args)
+    atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
+    numbers = "  ".join(
+        f"{k} {v:.2f}" for k, v in out.items() if isinstance(v, float) and not k.endswith("_tie_aware")
+    )
+    print(f"{args.benchmark}: {numbers}  (counts: {out['counts']}) -> {args.out}")
+    return 0
