@@ -19,7 +19,7 @@ WORDS = (
     "a an the man woman person people dog cat ball car tree plate table field team audience is are "
     "and then while with of on in to up down his her their two large small red blue green white black "
     "walking running jumping holding raising climbing trimming talking eating playing sitting standing "
-    "left right before after first video shows does this figure show yes no please answer"
+    "left right before after first video shows does this figure show yes no Yes No please answer"
 ).split()
 
 TEXT_DIM = 32
@@ -135,3 +135,33 @@ TINY_CALL = {
     "ltx-video": dict(height=32, width=32, num_frames=9, num_inference_steps=2, max_sequence_length=16),
     "wan": dict(height=16, width=16, num_frames=9, num_inference_steps=2, max_sequence_length=16),
 }
+
+
+def materialize(name_or_path: str, cache_dir: str | Path | None = None) -> str:
+    """`tiny:<kind>` becomes a folder holding that tiny model (built once into `cache_dir`, default
+    ~/.cache/synvita/tiny); any other hub id or path is returned unchanged.
+
+    Concurrent processes may build the same kind: each builds into its own temporary folder and the
+    first rename wins, so a reader never sees a half-written model.
+    """
+    if not name_or_path.startswith("tiny:"):
+        return name_or_path
+    import shutil
+    import tempfile
+
+    from synvita.models.tiny import build_tiny
+
+    kind = name_or_path.removeprefix("tiny:")
+    root = Path(cache_dir or Path.home() / ".cache" / "synvita" / "tiny")
+    final = root / kind
+    if not final.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{kind}."))
+        build_tiny(kind, tmp / "model")
+        try:
+            (tmp / "model").rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)

@@ -1,0 +1,193 @@
+"""VQAScore members: image VLMs that say how likely "Yes" is to `Does this figure show "<t>"?`.
+
+A member kind (LLaVA-1.5, InstructBLIP with T5, Qwen2-VL / Qwen2.5-VL on single frames, optionally
+CLIP-FlanT5 through `t2v_metrics`) is one `MEMBERS` entry; `PRESETS` names the published checkpoints.
+Every HF member loads by hub id or local folder, scores all (frame, caption) pairs of a clip in
+batched forward passes, and reads P(Yes) from the full-vocabulary softmax at the answer position:
+the last attended prompt token for decoder-only models (right for either padding side), the
+decoder's first token for T5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synvita.registry import Registry
+
+DEFAULT_TEMPLATE = 'Does this figure show "{text}"? Please answer yes or no.'
+# Spellings whose single-token encodings count as the answer (their probabilities are summed).
+YES_WORDS = ("Yes", "yes", " Yes", " yes")
+NO_WORDS = ("No", "no", " No", " no")
+
+
+class MemberError(RuntimeError):
+    """A member that cannot be built or used; the message names the member and the cause."""
+
+
+def answer_token_ids(tokenizer, words) -> list[int]:
+    """Ids of the spellings in `words` that the tokenizer encodes as exactly one token."""
+    ids = set()
+    for word in words:
+        encoded = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(encoded) == 1:
+            ids.add(encoded[0])
+    return sorted(ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class HFKind:
+    """A member family served by a transformers model class."""
+
+    model_class: str
+    model_types: tuple[str, ...]  # config.model_type values the class accepts
+
+    def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
+             device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        if config.model_type not in self.model_types:
+            raise MemberError(f"member {name!r}: {model} is a {config.model_type!r} checkpoint, "
+                              f"but {self.model_class} expects {' or '.join(self.model_types)}")
+        cls = getattr(transformers, self.model_class)
+        net = cls.from_pretrained(model, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+        processor = transformers.AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
+        return HFMember(name, net.to(device).eval(), processor, template=template, batch_size=batch_size)
+
+
+class HFMember:
+    def __init__(self, name: str, model, processor, template: str = DEFAULT_TEMPLATE, batch_size: int = 8):
+        if "{text}" not in template:
+            raise MemberError(f"member {name!r}: question template {template!r} has no {{text}} slot")
+        self.name, self.model, self.processor = name, model, processor
+        self.template, self.batch_size = template, batch_size
+        self.seq2seq = bool(getattr(model.config, "text_config", model.config).is_encoder_decoder)
+        tok = processor.tokenizer
+        self.yes_ids, self.no_ids = answer_token_ids(tok, YES_WORDS), answer_token_ids(tok, NO_WORDS)
+        if not self.yes_ids or set(self.yes_ids) & set(self.no_ids):
+            raise MemberError(f"member {name!r}: the tokenizer has no single Yes token distinct from No "
+                              f"(yes ids {self.yes_ids}, no ids {self.no_ids})")
+
+    def prompt(self, text: str) -> str:
+        question = self.template.format(text=text)
+        if not getattr(self.processor, "chat_template", None):
+            return question  # InstructBLIP takes the bare instruction; its processor adds the query tokens
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    @torch.no_grad()
+    def p_yes(self, frames: list[np.ndarray], texts: list[str]) -> torch.Tensor:
+        """P(Yes) for every frame x caption, shape (len(frames), len(texts)), in batched forwards."""
+        prompts = [self.prompt(t) for t in texts]
+        pairs = [(f, t) for f in range(len(frames)) for t in range(len(texts))]
+        out = torch.empty(len(pairs))
+        for start in range(0, len(pairs), self.batch_size):
+            chunk = pairs[start:start + self.batch_size]
+            batch = self.processor(images=[frames[f] for f, _ in chunk], text=[prompts[t] for _, t in chunk],
+                                   padding=True, return_tensors="pt").to(self.model.device)
+            if "pixel_values" in batch:
+                batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
+            if self.seq2seq:
+                start_id = self.model.config.text_config.decoder_start_token_id
+                decoder = torch.full((len(chunk), 1), start_id, device=self.model.device)
+                logits = self.model(**batch, decoder_input_ids=decoder).logits[:, 0]
+            else:
+                logits = self.model(**batch).logits
+                mask = batch["attention_mask"]
+                last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
+                logits = logits[torch.arange(len(chunk)), last]
+            probs = logits.float().softmax(-1)
+            out[start:start + len(chunk)] = probs[:, self.yes_ids].sum(-1).cpu()
+        return out.view(len(frames), len(texts))
+
+
+@dataclasses.dataclass(frozen=True)
+class T2VMetricsKind:
+    """CLIP-FlanT5 (and any other VQAScore model) through the optional `t2v_metrics` package."""
+
+    def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
+             device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+        try:
+            import t2v_metrics
+        except ImportError:
+            raise MemberError(f"member {name!r} needs the optional package t2v_metrics "
+                              "(pip install t2v-metrics); it is not installed") from None
+        return T2VMetricsMember(name, t2v_metrics.VQAScore(model=model, device=str(device)), template)
+
+
+class T2VMetricsMember:
+    def __init__(self, name, scorer, template: str):
+        self.name, self.scorer, self.template = name, scorer, template
+
+    @torch.no_grad()
+    def p_yes(self, frames: list[np.ndarray], texts: list[str]) -> torch.Tensor:
+        from PIL import Image
+
+        # t2v_metrics reads images from files; its template uses {} for the caption.
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = []
+            for i, frame in enumerate(frames):
+                paths.append(str(Path(tmp) / f"{i}.png"))
+                Image.fromarray(frame).save(paths[-1])
+            # Called with all frames x all captions at once: t2v_metrics batches the pairs itself.
+            scores = self.scorer(images=paths, texts=texts, question_template=self.template.replace("{text}", "{}"),
+                                 answer_template="Yes")
+        return torch.as_tensor(scores, dtype=torch.float32).cpu().view(len(frames), len(texts))
+
+
+MEMBERS: Registry = Registry("VQA member kind", required=("load",))
+MEMBERS.register("llava-1.5", HFKind("LlavaForConditionalGeneration", ("llava",)))
+MEMBERS.register("instructblip", HFKind("InstructBlipForConditionalGeneration", ("instructblip",)))
+MEMBERS.register("qwen2-vl", HFKind("Qwen2VLForConditionalGeneration", ("qwen2_vl",)))
+MEMBERS.register("qwen2.5-vl", HFKind("Qwen2_5_VLForConditionalGeneration", ("qwen2_5_vl",)))
+MEMBERS.register("clip-flant5", T2VMetricsKind())
+
+# Published checkpoints by short name: (member kind, hub id or t2v_metrics model name).
+PRESETS = {
+    "llava-1.5-7b": ("llava-1.5", "llava-hf/llava-1.5-7b-hf"),
+    "llava-1.5-13b": ("llava-1.5", "llava-hf/llava-1.5-13b-hf"),
+    "instructblip-flan-t5-xl": ("instructblip", "Salesforce/instructblip-flan-t5-xl"),
+    "instructblip-flan-t5-xxl": ("instructblip", "Salesforce/instructblip-flan-t5-xxl"),
+    "qwen2-vl-2b": ("qwen2-vl", "Qwen/Qwen2-VL-2B-Instruct"),
+    "qwen2-vl-7b": ("qwen2-vl", "Qwen/Qwen2-VL-7B-Instruct"),
+    "qwen2.5-vl-3b": ("qwen2.5-vl", "Qwen/Qwen2.5-VL-3B-Instruct"),
+    "qwen2.5-vl-7b": ("qwen2.5-vl", "Qwen/Qwen2.5-VL-7B-Instruct"),
+    "clip-flant5-xl": ("clip-flant5", "clip-flant5-xl"),
+    "clip-flant5-xxl": ("clip-flant5", "clip-flant5-xxl"),
+}
+
+
+@dataclasses.dataclass
+class MemberSpec:
+    """One ensemble member in a config: a preset name alone, or a name with kind and model."""
+
+    name: str
+    kind: str | None = None
+    model: str | None = None  # hub id, local folder, or `tiny:<kind>` (built on first use)
+    template: str = DEFAULT_TEMPLATE
+    batch_size: int = 8
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+
+    def resolved(self) -> tuple[str, str]:
+        if self.kind and self.model:
+            return self.kind, self.model
+        if self.name not in PRESETS:
+            raise MemberError(f"member {self.name!r}: not a preset ({', '.join(PRESETS)}); "
+                              "give its kind and model")
+        kind, model = PRESETS[self.name]
+        return self.kind or kind, self.model or model
+
+
+def load_member(spec: MemberSpec, device: str | torch.device = "cpu", cache_dir: str | Path | None = None):
+    from synvita.generators.tiny_pipelines import materialize
+
+    kind, model = spec.resolved()
+    return MEMBERS.get(kind).load(
+        spec.name, materialize(model, cache_dir), template=spec.template, batch_size=spec.batch_size,
+        device=device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)

@@ -1,0 +1,90 @@
+"""Tiny random-weight image VLMs of the VQAScore member families, built locally in seconds.
+
+LLaVA-1.5 (`LlavaForConditionalGeneration`), InstructBLIP with a T5 language model and Qwen2-VL (the
+video LMM class, used here on single frames) are each saved with their real processor, so
+`AutoModelForImageTextToText` / `AutoProcessor` load them back like hub checkpoints. The text
+tokenizers and chat templates are the ones `synvita.models.tiny` builds for the video LMMs, and the
+T5 tokenizer is the one of the tiny T2V pipelines, so every tiny model in the suite speaks alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+# Shared with the tiny video LMMs on purpose (same tokenizers and templates, one place to change).
+from synvita.models.tiny import _LLAMA_CHAT, SIZES, _build_lmm, _text_config, _tokenizer
+
+IMAGE = SIZES["tiny"]["image"]
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              image_size=IMAGE, patch_size=14)
+
+
+def _save(model, processor, out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_llava(out_dir: Path, seed: int = 0) -> Path:
+    import torch
+    import transformers as tf
+
+    tok = _tokenizer("llama", vocab_size=600)
+    text = _text_config("video-llava", SIZES["tiny"], len(tok), tok)
+    config = tf.LlavaConfig(
+        vision_config={"model_type": "clip_vision_model", **VISION, "projection_dim": 32}, text_config=text,
+        image_token_index=tok.convert_tokens_to_ids(tok.image_token), vision_feature_layer=-1,
+        image_seq_length=(IMAGE // 14) ** 2,
+    )
+    processor = tf.LlavaProcessor(
+        image_processor=tf.CLIPImageProcessor(size={"shortest_edge": IMAGE},
+                                              crop_size={"height": IMAGE, "width": IMAGE}),
+        tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=_LLAMA_CHAT,
+    )
+    torch.manual_seed(seed)
+    return _save(tf.LlavaForConditionalGeneration(config), processor, out_dir)
+
+
+def build_instructblip(out_dir: Path, seed: int = 0) -> Path:
+    import torch
+    import transformers as tf
+
+    from synvita.generators.tiny_pipelines import WORDS, local_t5_tokenizer
+
+    num_query = 4
+    processor = tf.InstructBlipProcessor(
+        image_processor=tf.BlipImageProcessor(size={"height": IMAGE, "width": IMAGE}),
+        tokenizer=local_t5_tokenizer(),
+        qformer_tokenizer=tf.BertTokenizer(
+            vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}),
+        num_query_tokens=num_query,
+    )
+    tok = processor.tokenizer  # the processor added its <image> token: size the vocab after it
+    t5 = dict(model_type="t5", vocab_size=len(tok), d_model=64, d_kv=16, d_ff=128, num_layers=2,
+              num_decoder_layers=2, num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
+              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
+              tie_word_embeddings=False)
+    config = tf.InstructBlipConfig(
+        vision_config=VISION,
+        qformer_config=dict(vocab_size=len(processor.qformer_tokenizer), hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=4, intermediate_size=64, max_position_embeddings=64),
+        text_config=t5, num_query_tokens=num_query, image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(seed)
+    return _save(tf.InstructBlipForConditionalGeneration(config), processor, out_dir)
+
+
+def build_qwen2_vl_image(out_dir: Path, seed: int = 0) -> Path:
+    # The same checkpoint class answers image prompts; only the member's prompt differs.
+    return _build_lmm("qwen2-vl", Path(out_dir), seed, "tiny")
+
+
+TINY_MEMBERS: dict[str, Callable[[Path, int], Path]] = {
+    "llava-1.5": build_llava,
+    "instructblip": build_instructblip,
+    "qwen2-vl-image": build_qwen2_vl_image,
+}

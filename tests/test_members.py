@@ -1,0 +1,108 @@
+"""Tiny VQA members: Auto-class round trip, batched P(Yes) against unpadded single-pair forwards,
+Yes/No token derivation, presets and errors, and the ensemble mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synvita.scoring.ensemble import ensemble_mean
+from synvita.scoring.members import (
+    DEFAULT_TEMPLATE, MEMBERS, MemberError, MemberSpec, answer_token_ids, load_member,
+)
+from synvita.scoring.tiny_members import TINY_MEMBERS
+
+EXPECTED = {
+    "llava-1.5": ("LlavaForConditionalGeneration", "LlavaProcessor", "llava-1.5"),
+    "instructblip": ("InstructBlipForConditionalGeneration", "InstructBlipProcessor", "instructblip"),
+    "qwen2-vl-image": ("Qwen2VLForConditionalGeneration", "Qwen2VLProcessor", "qwen2-vl"),
+}
+TEXTS = ["a man is holding two large dumbbells", "a dog", "the red ball rolls left then right"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("members")
+    return {kind: build(root / kind, 0) for kind, build in TINY_MEMBERS.items()}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (24 + 8 * i, 36, 3), dtype=np.uint8) for i in range(3)]
+
+
+@pytest.mark.parametrize("kind", sorted(TINY_MEMBERS))
+def test_auto_class_round_trip(kind, tiny_dirs, tmp_path, frames):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dirs[kind])
+    processor = AutoProcessor.from_pretrained(tiny_dirs[kind])
+    assert type(model).__name__ == EXPECTED[kind][0]
+    assert type(processor).__name__ == EXPECTED[kind][1]
+    again = AutoModelForImageTextToText.from_pretrained(TINY_MEMBERS[kind](tmp_path / "again", 0))
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _single_pair_p_yes(member, frame, text):
+    """P(Yes) from one unpadded forward, read at the very last position (or decoder step 0)."""
+    batch = member.processor(images=[frame], text=[member.prompt(text)], return_tensors="pt")
+    with torch.no_grad():
+        if member.seq2seq:
+            start = member.model.config.text_config.decoder_start_token_id
+            logits = member.model(**batch, decoder_input_ids=torch.tensor([[start]])).logits[0, 0]
+        else:
+            logits = member.model(**batch).logits[0, -1]
+    probs = torch.softmax(logits.double(), -1)
+    return float(probs[member.yes_ids].sum())
+
+
+@pytest.mark.parametrize("kind", sorted(TINY_MEMBERS))
+def test_batched_p_yes_matches_single_pairs(kind, tiny_dirs, frames):
+    member = load_member(MemberSpec(name=kind, kind=EXPECTED[kind][2], model=str(tiny_dirs[kind]), batch_size=4))
+    member.processor.tokenizer.padding_side = "right" if kind == "llava-1.5" else "left"
+    p = member.p_yes(frames, TEXTS)
+    assert p.shape == (len(frames), len(TEXTS))
+    expected = torch.tensor([[_single_pair_p_yes(member, f, t) for t in TEXTS] for f in frames], dtype=torch.float64)
+    torch.testing.assert_close(p.double(), expected, rtol=0, atol=1e-5)
+    assert p.std() > 0  # frames and captions must matter, or the comparison proves little
+
+
+def test_yes_no_tokens_and_template(tiny_dirs):
+    member = load_member(MemberSpec(name="q", kind="qwen2-vl", model=str(tiny_dirs["qwen2-vl-image"]),
+                                    template='Is "{text}" shown? Yes or no.'))
+    tok = member.processor.tokenizer
+    assert tok.convert_tokens_to_ids("Yes") in member.yes_ids
+    assert tok.convert_tokens_to_ids("No") in member.no_ids
+    for i in member.yes_ids:
+        assert tok.decode([i]).strip().lower() == "yes"
+    assert 'Is "a dog" shown? Yes or no.' in member.prompt("a dog")
+    t5 = load_member(MemberSpec(name="ib", kind="instructblip", model=str(tiny_dirs["instructblip"])))
+    assert t5.prompt("a dog") == DEFAULT_TEMPLATE.format(text="a dog")
+    assert sorted(t5.processor.tokenizer.convert_ids_to_tokens(t5.yes_ids)) == ["▁Yes", "▁yes"]
+    assert answer_token_ids(tok, ["zzzzqqqq"]) == []  # a multi-token spelling is never an answer token
+
+
+def test_member_errors(tiny_dirs):
+    with pytest.raises(MemberError, match=r"'llava' checkpoint, but InstructBlipForConditionalGeneration"):
+        load_member(MemberSpec(name="x", kind="instructblip", model=str(tiny_dirs["llava-1.5"])))
+    with pytest.raises(MemberError, match="no \\{text\\} slot"):
+        load_member(MemberSpec(name="x", kind="llava-1.5", model=str(tiny_dirs["llava-1.5"]), template="Yes?"))
+    with pytest.raises(MemberError, match="not a preset"):
+        MemberSpec(name="my-model").resolved()
+    assert MemberSpec(name="instructblip-flan-t5-xxl").resolved() == ("instructblip", "Salesforce/instructblip-flan-t5-xxl")
+    assert MemberSpec(name="llava-1.5-13b").resolved() == ("llava-1.5", "llava-hf/llava-1.5-13b-hf")
+    assert {"llava-1.5", "instructblip", "qwen2-vl", "qwen2.5-vl", "clip-flant5"} <= set(MEMBERS.names())
+    try:
+        import t2v_metrics  # noqa: F401
+    except ImportError:
+        with pytest.raises(MemberError, match="t2v_metrics"):
+            load_member(MemberSpec(name="clip-flant5-xxl"))
+
+
+def test_ensemble_mean_by_hand():
+    per_member = {"a": torch.tensor([[0.2, 0.4], [0.6, 0.8]]), "b": torch.tensor([[0.1, 0.0], [0.1, 0.0], [0.4, 0.3]])}
+    # a: frame means (0.4, 0.6); b: (0.2, 0.1); member mean: (0.3, 0.35)
+    torch.testing.assert_close(ensemble_mean(per_member), torch.tensor([0.3, 0.35]))
