@@ -1,0 +1,294 @@
+"""The alignment score f(V,t) = P(Yes) / (P(Yes) + P(No)) of a video LMM, batched and differentiable.
+
+How a pair is laid out: the family's chat prompt is split at the caption into a *prefix* (system
+text, the video's tokens, the question up to the opening quote) and the caption plus the closing
+text. The prefix is the same for every caption of a video, so
+- the vision tower runs once per video (`encode`) and its features are scattered into the LLM's
+  input embeddings of every pair of that video;
+- with prefix sharing (the default) the LLM also runs once over the prefix, and all captions of the
+  video are scored from its cached keys/values, batched.
+Positions are passed explicitly (1-D, or Qwen2-VL's 3-D multimodal RoPE from the model's own
+`get_rope_index`), and the answer is read at each row's last real token, so left or right padding,
+batch composition and prefix sharing give the same f up to float rounding.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from os import PathLike
+from typing import Sequence
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from synvita.data.video import FrameSampler, read_video
+from synvita.models.families import VideoLMM
+from synvita.text.lcs import caption_keep_token_mask
+
+QUESTION = 'Does this video entail the description: "{text}"?'
+
+Span = tuple[int, int]
+
+
+class VideoTokenMismatchError(ValueError):
+    """The prompt's video tokens and the vision tower's features disagree in number."""
+
+
+@dataclass
+class VisionCache:
+    """One video, ready for any number of captions: its prompt prefix and projected features."""
+
+    prefix_ids: torch.Tensor  # (P,) prompt up to the caption, video placeholder expanded
+    positions: torch.Tensor  # (P,) or (3, P) rotary positions of the prefix
+    features: torch.Tensor  # (N, D) projected video features, one per video token of the prefix
+    num_frames: int
+
+    @property
+    def next_position(self) -> torch.Tensor:
+        # The prefix ends with text, so the caption continues from the last position + 1.
+        return self.positions[..., -1] + 1
+
+
+@dataclass
+class PairBatch:
+    """(video, caption) pairs: `video_index[i]` picks the VisionCache of pair i."""
+
+    caches: list[VisionCache]
+    video_index: list[int]
+    tail_ids: list[list[int]]  # caption + closing template tokens; the answer follows the last one
+    tail_mask: list[list[int]]  # 1 = visible; caption tokens outside the kept spans are 0
+
+    def __len__(self) -> int:
+        return len(self.video_index)
+
+
+class AlignmentScorer:
+    """Scores (video, caption) pairs with one video LMM; see the module docstring for the layout."""
+
+    def __init__(self, lmm: VideoLMM, sampler: FrameSampler = FrameSampler(), batch_size: int = 16,
+                 question: str = QUESTION, prefix_sharing: bool = True, padding_side: str = "right"):
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+        self.lmm, self.sampler, self.batch_size = lmm, sampler, batch_size
+        self.prefix_sharing, self.padding_side = prefix_sharing, padding_side
+        self.prefix_text, self.suffix_text = lmm.prompt_pieces(question)
+        self._prefix_tokens = self._tokenize(self.prefix_text).input_ids
+        model = lmm.model
+        self._embed = model.get_input_embeddings()
+        self._head = model.get_output_embeddings()
+        self._feature_args = set(inspect.signature(model.model.get_video_features).parameters)
+        self._yes = torch.tensor(lmm.yes_ids, device=lmm.device)
+        self._no = torch.tensor(lmm.no_ids, device=lmm.device)
+
+    def _tokenize(self, text: str, offsets: bool = False):
+        return self.lmm.tokenizer(text, add_special_tokens=False, return_offsets_mapping=offsets)
+
+    # -- videos -----------------------------------------------------------------------------------
+    def _frames(self, video: np.ndarray | str | PathLike) -> np.ndarray:
+        return video if isinstance(video, np.ndarray) else read_video(video, self.sampler)
+
+    @torch.no_grad()
+    def encode(self, videos: Sequence[np.ndarray | str | PathLike]) -> list[VisionCache]:
+        """Run the processor and the (frozen) vision tower once per video."""
+        lmm, caches = self.lmm, []
+        for start in range(0, len(videos), self.batch_size):
+            frames = [self._frames(v) for v in videos[start:start + self.batch_size]]
+            inputs = lmm.processor(text=[self.prefix_text] * len(frames), videos=frames, return_tensors="pt",
+                                   padding=True).to(lmm.device)
+            pixels = {k: v for k, v in inputs.items() if k in self._feature_args}
+            pixels["pixel_values_videos"] = pixels["pixel_values_videos"].to(self._embed.weight.dtype)
+            pooled = lmm.model.model.get_video_features(**pixels).pooler_output
+            width = self._embed.embedding_dim
+            per_video = ([p.reshape(-1, width) for p in pooled] if isinstance(pooled, (list, tuple))
+                         else list(pooled.reshape(len(frames), -1, width)))
+            positions = self._prefix_positions(inputs)
+            for row, (clip, features) in enumerate(zip(frames, per_video)):
+                keep = inputs["attention_mask"][row].bool()
+                ids = inputs["input_ids"][row][keep]
+                self._check_video_tokens(ids, features, len(clip))
+                caches.append(VisionCache(prefix_ids=ids, positions=positions[..., row, :][..., keep],
+                                          features=features, num_frames=len(clip)))
+        return caches
+
+    def _prefix_positions(self, inputs) -> torch.Tensor:
+        """(B, P) or (3, B, P) positions of the padded prefix batch (padding slots are arbitrary)."""
+        mask = inputs["attention_mask"]
+        if not self.lmm.family.mrope:
+            return (mask.long().cumsum(-1) - 1).clamp(min=0)
+        extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "pixel_values_videos")}
+        positions, _ = self.lmm.model.model.get_rope_index(inputs["input_ids"], attention_mask=mask, **extra)
+        return positions
+
+    def _check_video_tokens(self, ids: torch.Tensor, features: torch.Tensor, frames: int) -> None:
+        tokens = int((ids == self.lmm.video_token_id).sum())
+        if tokens != features.shape[0]:
+            raise VideoTokenMismatchError(
+                f"{self.lmm.source} ({self.lmm.family.name}): the prompt holds {tokens} video tokens but the "
+                f"vision tower returned {features.shape[0]} feature vectors for this {frames}-frame clip. "
+                "The processor and the model disagree on tokens per frame or on the number of frames: sample "
+                "the number of frames the checkpoint was trained with (FrameSampler(num_frames=...), "
+                "`--frames`), and make the processor's patch_size / vision_feature_select_strategy / "
+                "num_additional_image_tokens match the model config (processor_config.json vs config.json).")
+
+    # -- captions ---------------------------------------------------------------------------------
+    def _tail(self, caption: str, keep_spans: Sequence[Span] | None) -> tuple[list[int], list[int]]:
+        """Token ids after the prefix (caption + closing text) and their attention mask.
+
+        The whole prompt is tokenized at once, as the processor would; the prefix's tokens are then
+        cut off. A tokenizer that merges across the prefix boundary falls back to tokenizing the
+        caption on its own, which keeps the prefix shared at the cost of a boundary that differs
+        from the processor's.
+        """
+        cut = len(self.prefix_text)
+        enc = self._tokenize(self.prefix_text + caption + self.suffix_text, offsets=True)
+        n = len(self._prefix_tokens)
+        if enc.input_ids[:n] == self._prefix_tokens:
+            ids, offsets = enc.input_ids[n:], [(max(a - cut, 0), max(b - cut, 0)) for a, b in enc.offset_mapping[n:]]
+        else:
+            enc = self._tokenize(caption + self.suffix_text, offsets=True)
+            ids, offsets = enc.input_ids, enc.offset_mapping
+        if keep_spans is None:
+            return ids, [1] * len(ids)
+        keep = caption_keep_token_mask(offsets, 0, len(caption), keep_spans)
+        return ids, [int(k) for k in keep]
+
+    def pairs(self, caches: list[VisionCache], video_index: Sequence[int], texts: Sequence[str],
+              keep_spans: Sequence[Sequence[Span] | None] | None = None) -> PairBatch:
+        """Assemble pairs (caches[video_index[i]], texts[i]); `keep_spans[i]` realises t' as a mask."""
+        if len(video_index) != len(texts):
+            raise ValueError(f"{len(video_index)} video indices for {len(texts)} texts")
+        spans = keep_spans if keep_spans is not None else [None] * len(texts)
+        if len(spans) != len(texts):
+            raise ValueError(f"{len(spans)} keep_spans entries for {len(texts)} texts")
+        tails = [self._tail(t, s) for t, s in zip(texts, spans)]
+        return PairBatch(caches, list(video_index), [t[0] for t in tails], [t[1] for t in tails])
+
+    # -- the LLM ----------------------------------------------------------------------------------
+    def _pad(self, rows: list[torch.Tensor], value, side: str | None = None) -> torch.Tensor:
+        """Stack 1-D (or (3, L)) rows, padded on `side` along the last dim."""
+        width = max(r.shape[-1] for r in rows)
+        left = (side or self.padding_side) == "left"
+        out = []
+        for r in rows:
+            pad = r.new_full((*r.shape[:-1], width - r.shape[-1]), value)
+            out.append(torch.cat([pad, r] if left else [r, pad], dim=-1))
+        return torch.stack(out, dim=-2)
+
+    def _embeddings(self, ids: torch.Tensor, caches: list[VisionCache]) -> torch.Tensor:
+        embeds = self._embed(ids)
+        video = (ids == self.lmm.video_token_id).unsqueeze(-1)
+        if caches:
+            features = torch.cat([c.features for c in caches]).to(embeds.dtype)
+            embeds = embeds.masked_scatter(video, features)
+        return embeds
+
+    def _readout(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = torch.log_softmax(self._head(hidden).float(), dim=-1)
+        return logp[:, self._yes].logsumexp(-1), logp[:, self._no].logsumexp(-1)
+
+    def _tail_positions(self, cache: VisionCache, length: int) -> torch.Tensor:
+        steps = torch.arange(length, device=cache.positions.device)
+        return cache.next_position.unsqueeze(-1) + steps
+
+    def _plain(self, batch: PairBatch, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each pair's whole sequence through the LLM (vision features still cached)."""
+        device = self.lmm.device
+        caches = [batch.caches[batch.video_index[i]] for i in rows]
+        ids, mask, pos = [], [], []
+        for i, c in zip(rows, caches):
+            tail = torch.tensor(batch.tail_ids[i], device=device)
+            ids.append(torch.cat([c.prefix_ids, tail]))
+            mask.append(torch.cat([torch.ones_like(c.prefix_ids), torch.tensor(batch.tail_mask[i], device=device)]))
+            pos.append(torch.cat([c.positions, self._tail_positions(c, len(tail))], dim=-1))
+        pad_id = self.lmm.tokenizer.pad_token_id or 0
+        ids, mask, pos = self._pad(ids, pad_id), self._pad(mask, 0), self._pad(pos, 0)
+        out = self.lmm.language_model(inputs_embeds=self._embeddings(ids, caches), attention_mask=mask,
+                                      position_ids=pos, use_cache=False)
+        lengths = torch.tensor([len(batch.tail_ids[i]) + len(c.prefix_ids) for i, c in zip(rows, caches)])
+        last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, ids.shape[-1] - 1)
+        return self._readout(out.last_hidden_state[torch.arange(len(rows)), last.to(device)])
+
+    def _shared(self, batch: PairBatch, video: int, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One LLM pass over the video's prefix, then its captions from the cached keys/values."""
+        device, cache = self.lmm.device, batch.caches[video]
+        prefix = cache.prefix_ids.unsqueeze(0)
+        out = self.lmm.language_model(inputs_embeds=self._embeddings(prefix, [cache]),
+                                      position_ids=cache.positions.unsqueeze(-2), use_cache=True)
+        prefix_kv = [(k, v) for k, v, *_ in out.past_key_values]
+        lp_yes, lp_no = [], []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            n = len(chunk)
+            tails = [torch.tensor(batch.tail_ids[i], device=device) for i in chunk]
+            # Tails are right-padded: the prefix sits in the KV cache before them.
+            ids = self._pad(tails, self.lmm.tokenizer.pad_token_id or 0, side="right")
+            tail_mask = self._pad([torch.tensor(batch.tail_mask[i], device=device) for i in chunk], 0, "right")
+            mask = torch.cat([tail_mask.new_ones(n, prefix.shape[-1]), tail_mask], dim=-1)
+            pos = self._tail_positions(cache, ids.shape[-1])
+            pos = pos.unsqueeze(-2).expand(*pos.shape[:-1], n, ids.shape[-1])
+            kv = DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1))
+                                              for k, v in prefix_kv],
+                              config=self.lmm.model.config)
+            out = self.lmm.language_model(inputs_embeds=self._embed(ids), attention_mask=mask, position_ids=pos,
+                                          past_key_values=kv, use_cache=True)
+            last = torch.tensor([len(t) - 1 for t in tails], device=device)
+            y, no = self._readout(out.last_hidden_state[torch.arange(n, device=device), last])
+            lp_yes.append(y)
+            lp_no.append(no)
+        return torch.cat(lp_yes), torch.cat(lp_no)
+
+    def answer_logprobs(self, batch: PairBatch, prefix_sharing: bool | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log P(Yes), log P(No)) per pair, full-vocabulary softmax summed over the Yes/No variants.
+
+        Keeps gradients (training); the vision features in `batch.caches` are constants.
+        """
+        sharing = self.prefix_sharing if prefix_sharing is None else prefix_sharing
+        lp_yes = torch.empty(len(batch), device=self.lmm.device)
+        lp_no = torch.empty(len(batch), device=self.lmm.device)
+        if sharing:
+            groups = {}
+            for i, v in enumerate(batch.video_index):
+                groups.setdefault(v, []).append(i)
+            parts = [(rows, self._shared(batch, v, rows)) for v, rows in groups.items()]
+        else:
+            chunks = [list(range(s, min(s + self.batch_size, len(batch)))) for s in range(0, len(batch),
+                                                                                            self.batch_size)]
+            parts = [(rows, self._plain(batch, rows)) for rows in chunks]
+        for rows, (y, n) in parts:
+            index = torch.tensor(rows, device=self.lmm.device)
+            lp_yes = lp_yes.index_put((index,), y)
+            lp_no = lp_no.index_put((index,), n)
+        return lp_yes, lp_no
+
+    # -- scores -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_pairs(self, batch: PairBatch, prefix_sharing: bool | None = None) -> torch.Tensor:
+        lp_yes, lp_no = self.answer_logprobs(batch, prefix_sharing)
+        return torch.sigmoid(lp_yes - lp_no).cpu()
+
+    def score(self, videos: Sequence[np.ndarray | str | PathLike], texts: Sequence[str],
+              keep_spans: Sequence[Sequence[Span] | None] | None = None,
+              prefix_sharing: bool | None = None) -> torch.Tensor:
+        """f for each pair (videos[i], texts[i]); a video passed several times is encoded once."""
+        if len(videos) != len(texts):
+            raise ValueError(f"{len(videos)} videos for {len(texts)} texts")
+        slot: dict[int, int] = {}
+        unique, index = [], []
+        for v in videos:
+            key = id(v) if isinstance(v, np.ndarray) else hash(str(v))
+            if key not in slot:
+                slot[key] = len(unique)
+                unique.append(v)
+            index.append(slot[key])
+        batch = self.pairs(self.encode(unique), index, texts, keep_spans)
+        return self.score_pairs(batch, prefix_sharing)
+
+    def score_many(self, video: np.ndarray | str | PathLike, texts: Sequence[str],
+                   keep_spans: Sequence[Sequence[Span] | None] | None = None,
+                   prefix_sharing: bool | None = None) -> torch.Tensor:
+        """f of one video against many captions."""
+        batch = self.pairs(self.encode([video]), [0] * len(texts), texts, keep_spans)
+        return self.score_pairs(batch, prefix_sharing)

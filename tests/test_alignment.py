@@ -1,0 +1,143 @@
+"""AlignmentScorer: f against the model's own forward, padding/batch/prefix-sharing invariance, t' masks,
+gradients, the vision tower running once per video, and the video-token mismatch error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synvita.models.alignment import AlignmentScorer, VideoTokenMismatchError
+from synvita.models.families import load_video_lmm
+from synvita.models.tiny import TINY_KINDS, build_tiny
+
+TEXTS = ["a man opens a door", "the dog runs to the left", "a cat", "two people dance before the red car"]
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def lmms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {kind: load_video_lmm(build_tiny(kind, root / kind, seed=5)) for kind in TINY_KINDS}
+
+
+@pytest.fixture(scope="module")
+def videos():
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, (4, 40, 48, 3), dtype=np.uint8) for _ in range(2)]
+
+
+def reference_f(lmm, scorer, videos, texts, attention_edit=None):
+    """f from the checkpoint's own forward on the processor's inputs: one unpadded pair at a time."""
+    out = []
+    for video, text in zip(videos, texts):
+        inputs = lmm.processor(text=[scorer.prefix_text + text + scorer.suffix_text], videos=[video],
+                               return_tensors="pt")
+        extra = {}
+        if attention_edit is not None:
+            # Masked tokens keep their positions: pass the positions of the unmasked sequence.
+            if lmm.family.mrope:
+                rope_args = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask",
+                                                                           "pixel_values_videos")}
+                extra["position_ids"], _ = lmm.model.model.get_rope_index(inputs["input_ids"], **rope_args)
+            else:
+                extra["position_ids"] = torch.arange(inputs["input_ids"].shape[1])[None]
+            inputs["attention_mask"] = attention_edit(scorer, text, inputs)
+        with torch.no_grad():
+            logits = lmm.model(**inputs, **extra).logits[0, -1].double()
+        p = logits.softmax(-1)
+        p_yes, p_no = p[lmm.yes_ids].sum(), p[lmm.no_ids].sum()
+        out.append(float(p_yes / (p_yes + p_no)))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_f_equals_the_models_own_forward_for_any_padding_batch_and_sharing(kind, lmms, videos):
+    lmm = lmms[kind]
+    pairs_v = [videos[0], videos[1], videos[0], videos[1]]
+    ref = reference_f(lmm, AlignmentScorer(lmm), pairs_v, TEXTS)
+    assert ref.max() - ref.min() > 0.05, "tiny model too flat for the test to mean anything"
+    # Padding side only matters without sharing: shared tails always follow the cached prefix.
+    for sharing, side in ((False, "left"), (False, "right"), (True, "right")):
+        for batch_size in (1, 3):
+            scorer = AlignmentScorer(lmm, batch_size=batch_size, prefix_sharing=sharing, padding_side=side)
+            got = scorer.score(pairs_v, TEXTS).double()
+            assert torch.allclose(got, ref, atol=TOL), (sharing, side, batch_size, got, ref)
+    # One video against many captions.
+    many = AlignmentScorer(lmm).score_many(videos[1], TEXTS).double()
+    assert torch.allclose(many, reference_f(lmm, AlignmentScorer(lmm), [videos[1]] * 4, TEXTS), atol=TOL)
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_keep_spans_hide_caption_tokens_by_attention(kind, lmms, videos):
+    lmm = lmms[kind]
+    text = "the dog runs to the left"
+    keep = [(4, 7), (16, 19)]  # "dog", the second "the"
+    assert [text[a:b] for a, b in keep] == ["dog", "the"]
+    for sharing in (False, True):
+        scorer = AlignmentScorer(lmm, prefix_sharing=sharing)
+        masked, full, empty = scorer.score([videos[0]] * 3, [text] * 3, keep_spans=[keep, [(0, len(text))], []])
+        ref_masked = reference_f(lmm, scorer, [videos[0]], [text], _edit_spans(keep))
+        ref_empty = reference_f(lmm, scorer, [videos[0]], [text], _edit_spans([]))
+        assert abs(float(masked) - float(ref_masked)) < TOL
+        assert abs(float(empty) - float(ref_empty)) < TOL
+        assert abs(float(full) - float(reference_f(lmm, scorer, [videos[0]], [text]))) < TOL
+        assert abs(float(masked) - float(full)) > 1e-3  # the mask changes f
+
+
+def _edit_spans(spans):
+    def edit(scorer, text, inputs):
+        """Hide, from the full prompt's own offsets, the caption tokens that overlap no kept span."""
+        prompt = scorer.prefix_text + text + scorer.suffix_text
+        start = len(scorer.prefix_text)
+        enc = scorer.lmm.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc.offset_mapping
+        n_after = len(offsets) - next(i for i, (a, b) in enumerate(offsets) if b > start)
+        mask = inputs["attention_mask"].clone()
+        for j, (a, b) in enumerate(offsets[len(offsets) - n_after:]):
+            in_caption = a < b and a < start + len(text) and b > start
+            if in_caption and not any(a < start + y and b > start + x for x, y in spans):
+                mask[0, mask.shape[1] - n_after + j] = 0
+        return mask
+    return edit
+
+
+def test_gradients_flow_to_the_llm_only_and_sharing_gives_the_same_gradients(lmms, videos):
+    lmm = lmms["qwen2-vl"]
+    scorer = AlignmentScorer(lmm, batch_size=2)
+    batch = scorer.pairs(scorer.encode(videos), [0, 0, 1, 1], TEXTS, [None, [(0, 1)], None, []])
+    grads = []
+    for sharing in (False, True):
+        lmm.model.zero_grad()
+        lp_yes, lp_no = scorer.answer_logprobs(batch, prefix_sharing=sharing)
+        assert lp_yes.requires_grad and (lp_yes <= 0).all() and (lp_no <= 0).all()
+        (lp_yes - 2 * lp_no).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in lmm.model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert any(".self_attn.q_proj." in n for n in grads[0])
+    assert not any(n.startswith(lmm.family.frozen_modules()) for n in grads[0])
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], atol=1e-4, rtol=1e-3), name
+    lmm.model.zero_grad(set_to_none=True)
+
+
+def test_vision_tower_runs_once_per_video(lmms, videos):
+    lmm = lmms["video-llava"]
+    seen = []
+    hook = lmm.model.model.video_tower.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    try:
+        AlignmentScorer(lmm).score([videos[0], videos[1], videos[0], videos[1], videos[0]], TEXTS + ["x"])
+    finally:
+        hook.remove()
+    assert sum(seen) == 2 * len(videos[0])  # frames of two distinct videos, each once
+
+
+def test_video_token_mismatch_says_what_to_change(lmms, videos):
+    lmm = lmms["video-llava"]
+    scorer = AlignmentScorer(lmm)
+    lmm.processor.num_additional_image_tokens = 0  # the processor now expands 4 tokens per frame, not 5
+    try:
+        with pytest.raises(VideoTokenMismatchError, match=r"16 video tokens.*20 feature vectors.*4-frame.*num_frames"):
+            scorer.score([videos[0]], ["a cat"])
+    finally:
+        lmm.processor.num_additional_image_tokens = 1
