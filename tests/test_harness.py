@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,10 @@ from scipy.stats import hypergeom
 from sklearn.metrics import average_precision_score
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "eval"))
-import evaluate as evaluate_script  # noqa: E402  (eval/evaluate.py, the thin entry point)
+# eval/evaluate.py, the thin entry point, under another name: `evaluate` is the HF library.
+_spec = importlib.util.spec_from_file_location("synvita_eval_script", REPO / "eval" / "evaluate.py")
+evaluate_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(evaluate_script)
 
 
 def bf16_like_scores(n: int, seed: int) -> np.ndarray:

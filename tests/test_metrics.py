@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,35 @@ def test_qa_accuracy_hand_worked():
     assert out["accuracy_tie_aware"] == pytest.approx(100 * 1.5 / 3)
     assert out["accuracy_temporal_tie_aware"] == pytest.approx(25)
     assert out["counts"]["questions_causal"] == 1 and out["counts"]["questions_temporal"] == 2
+
+
+HF_METRICS = Path(M.__file__).parent / "hf_metrics"
+
+
+def test_hf_evaluate_metrics_load_offline_and_agree_with_sklearn(monkeypatch):
+    evaluate = pytest.importorskip("evaluate")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rng = np.random.default_rng(4)
+    labels, scores = rng.integers(0, 2, 60), rng.random(60)
+    auc = evaluate.load(str(HF_METRICS / "entailment_auc")).compute(predictions=scores, references=labels)
+    assert auc["auc"] == pytest.approx(100 * roc_auc_score(labels, scores))
+
+    # Three queries of 20 candidates, rows shuffled: candidates are ordered by id anyway.
+    query = np.repeat(["q0", "q1", "q2"], 20)
+    cand = np.tile([f"v{i:02d}" for i in range(20)], 3)
+    order = rng.permutation(60)
+    out = evaluate.load(str(HF_METRICS / "retrieval_map")).compute(
+        predictions=scores[order], references=labels[order], query_ids=query[order], candidate_ids=cand[order])
+    per_query = [average_precision_score(labels[query == q], scores[query == q]) for q in ("q0", "q1", "q2")]
+    assert out["mAP"] == pytest.approx(100 * np.mean(per_query))  # no ties: published AP = sklearn's
+    assert out["mAP_tie_aware"] == pytest.approx(out["mAP"])
+    top1 = [labels[query == q][np.argmax(scores[query == q])] for q in ("q0", "q1", "q2")]
+    assert out["R@1"] == pytest.approx(100 * np.mean(top1))
+
+    with pytest.warns(M.TieWarning):
+        qa = evaluate.load(str(HF_METRICS / "qa_accuracy")).compute(
+            predictions=[0.1, 0.9, 0.2, 0.3, 0.4, 0.5, 0.5, 0.1, 0.1, 0.1],
+            references=[0, 1, 0, 0, 0, 0, 1, 0, 0, 0],
+            question_ids=["a"] * 5 + ["b"] * 5, question_types=["CW"] * 5 + ["TN"] * 5)
+    assert (qa["accuracy"], qa["accuracy_causal"], qa["accuracy_temporal"]) == (50.0, 100.0, 0.0)
+    assert qa["accuracy_tie_aware"] == pytest.approx(75.0)

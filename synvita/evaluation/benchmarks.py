@@ -264,14 +264,15 @@ def join(pairs: list[Pair], predictions: list[Prediction], drop_duplicates: bool
     return Joined(scores, counts)
 
 
-def _complete_groups(pairs: list[Pair], scores: dict, size: int, what: str):
-    """Groups with exactly `size` scored candidates; the published scripts drop the others."""
+def _complete_groups(pairs: list[Pair], scores: dict, size: int | None, what: str):
+    """Groups with exactly `size` scored candidates (any number when None); the published scripts
+    drop the others."""
     groups: dict[str, list[Pair]] = defaultdict(list)
     for p in pairs:
         if (p.video, p.caption) in scores:
             groups[p.group].append(p)
     all_groups = {p.group for p in pairs}
-    kept = {g: members for g, members in groups.items() if len(members) == size}
+    kept = {g: members for g, members in groups.items() if size is None or len(members) == size}
     dropped = len(all_groups) - len(kept)
     if dropped:
         warnings.warn(
@@ -282,9 +283,12 @@ def _complete_groups(pairs: list[Pair], scores: dict, size: int, what: str):
     return kept, dropped
 
 
-def compute(benchmark: str, pairs: list[Pair], scores: dict[tuple[str, str], float]) -> dict:
-    """The benchmark's metrics (percent) and counts from joined scores."""
-    spec = BENCHMARKS[benchmark]
+def compute(benchmark: str | Benchmark, pairs: list[Pair], scores: dict[tuple[str, str], float]) -> dict:
+    """The benchmark's metrics (percent) and counts from joined scores.
+
+    `benchmark` is a name or an ad-hoc `Benchmark` (the HF `evaluate` metrics pass one).
+    """
+    spec = BENCHMARKS[benchmark] if isinstance(benchmark, str) else benchmark
     if spec.kind == "entailment":
         return _entailment(pairs, scores)
     if spec.kind == "retrieval":
@@ -323,3 +327,29 @@ def _entailment(pairs: list[Pair], scores: dict) -> dict:
         out["auc_hard"] = metrics.roc_auc([min(labels[k]) for k in hard_keys], [scores[k] for k in hard_keys])
     out["counts"] = {"pairs": len(keys), "pairs_hard": len(hard_keys), "pairs_conflicting": len(conflicting)}
     return out
+
+
+def retrieval_from_rows(query_ids, candidate_ids, labels, scores, group_size: int | None = None) -> dict:
+    """Retrieval metrics from flat rows, one per (query, candidate); candidates are ranked from
+    the order of their ids, as the published script orders them by video path."""
+    pairs = [Pair(c, q, q, int(y), group=q) for q, c, y in zip(query_ids, candidate_ids, labels, strict=True)]
+    found = {(p.video, p.caption): float(s) for p, s in zip(pairs, scores, strict=True)}
+    if len(found) != len(pairs):
+        raise ValueError("a (query id, candidate id) pair occurs more than once")
+    return compute(Benchmark("rows", "retrieval", (), group_size), pairs, found)
+
+
+def qa_from_rows(question_ids, question_types, labels, scores, group_size: int | None = None) -> dict:
+    """QA accuracy from flat rows, one per option in order, `labels` 1 on the correct option."""
+    position: dict[str, int] = defaultdict(int)
+    answer: dict[str, int] = {}
+    rows = []
+    for q, y in zip(question_ids, labels, strict=True):
+        if y:
+            answer.setdefault(q, position[q])
+        rows.append((q, position[q]))
+        position[q] += 1
+    pairs = [Pair(q, str(i), str(i), answer.get(q, -1), group=q, subset=t[:1].upper())
+             for (q, i), t in zip(rows, question_types, strict=True)]
+    found = {(p.video, p.caption): float(s) for p, s in zip(pairs, scores, strict=True)}
+    return compute(Benchmark("rows", "qa", (), group_size), pairs, found)
