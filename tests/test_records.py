@@ -7,7 +7,7 @@ import json
 import pytest
 
 from synvita.data.records import (
-    MISALIGNMENTS, ManifestError, ScoreRow, SyntheticClip, Triplet,
+    MISALIGNMENTS, ManifestError, ScoreRow, SyntheticClip, Triplet, WeightRow,
     append_record, manifest_dataset, read_manifest, write_manifest,
 )
 
@@ -30,13 +30,14 @@ def test_round_trip_every_record_kind(tmp_path):
         Triplet: [Triplet(**TRIPLET), Triplet(**{**TRIPLET, "id": "h_1", "misalignment": None, "nle": "no", "hard": True})],
         SyntheticClip: [SyntheticClip(**CLIP), SyntheticClip(**{**CLIP, "id": "x", "status": "failed", "error": "OOM"})],
         ScoreRow: [ScoreRow(**SCORE)],
+        WeightRow: [WeightRow("c", "t", "toy", "flip", 0.75, 0.25, {"m": {"target": 0.75, "real": 0.25}}, {"margin": 0.5})],
     }
     for cls, items in records.items():
         path = tmp_path / f"{cls.__name__}.jsonl"
         write_manifest(path, items)
         assert read_manifest(path, cls) == items
         assert len(path.read_text().splitlines()) == len(items)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ScoreRow.jsonl", "SyntheticClip.jsonl", "Triplet.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ScoreRow.jsonl", "SyntheticClip.jsonl", "Triplet.jsonl", "WeightRow.jsonl"]
 
 
 def test_append_record_writes_one_line_each(tmp_path):

@@ -148,7 +148,22 @@ class ScoreRow(_Record):
                 raise FieldError("p_yes", f"item {i}: {p} is not a probability in [0, 1]")
 
 
-R = TypeVar("R", Triplet, SyntheticClip, ScoreRow)
+@dataclass
+class WeightRow(_Record):
+    """A scored clip: ensemble alignment f̄ to its target caption t^s and to the real caption t^r,
+    each member's scores, and the clip's weight under every weighting strategy."""
+
+    clip_id: str
+    triplet_id: str
+    generator: str
+    misalignment: Misalignment | None
+    f_target: float
+    f_real: float
+    members: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+
+
+R = TypeVar("R", Triplet, SyntheticClip, ScoreRow, WeightRow)
 
 
 def _from_json(cls: type[R], obj) -> R:
@@ -165,24 +180,31 @@ def _from_json(cls: type[R], obj) -> R:
     return cls(**obj)
 
 
-def read_manifest(path: str | os.PathLike, cls: type[R]) -> list[R]:
-    """All records of a JSON Lines manifest, validated; blank lines are skipped."""
+def read_jsonl(path: str | os.PathLike) -> list[tuple[int, object]]:
+    """(line number, parsed value) for each non-blank line of a JSON Lines file."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest does not exist")
-    records = []
+    rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                rows.append((lineno, json.loads(line)))
             except json.JSONDecodeError as e:
                 raise ManifestError(f"{path}:{lineno}: (line): invalid JSON ({e.msg} at column {e.colno})") from e
-            try:
-                records.append(_from_json(cls, obj))
-            except FieldError as e:
-                raise ManifestError(f"{path}:{lineno}: {e.field}: {e.problem}") from e
+    return rows
+
+
+def read_manifest(path: str | os.PathLike, cls: type[R]) -> list[R]:
+    """All records of a JSON Lines manifest, validated; blank lines are skipped."""
+    records = []
+    for lineno, obj in read_jsonl(path):
+        try:
+            records.append(_from_json(cls, obj))
+        except FieldError as e:
+            raise ManifestError(f"{path}:{lineno}: {e.field}: {e.problem}") from e
     return records
 
 
