@@ -1,0 +1,221 @@
+"""The Accelerate training loop: LoRA on the LLM, the SynViTA objective, logging, checkpoints.
+
+Per micro-batch of B triplets the vision tower encodes each real and synthetic video once; the six
+views (or two for the VideoCon baseline) are scored from those features. Normalisation (see
+losses.py) needs Σ/(B·A): the objective divides by B here and `accelerator.backward` (or DeepSpeed)
+divides by the A accumulation steps; DDP averages over processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from synvita.config import dump_resolved
+from synvita.training import checkpoints
+from synvita.training.config import TrainConfig
+from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
+from synvita.training.losses import synvita_objective
+from synvita.training.views import FeatureCache, TripletScorer
+
+log = logging.getLogger("synvita.train")
+
+DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+class Objective(nn.Module):
+    """The trained module: what DDP/DeepSpeed wrap, so that their hooks see every forward."""
+
+    def __init__(self, peft_model: nn.Module, scorer: TripletScorer, cfg: TrainConfig):
+        super().__init__()
+        self.peft_model = peft_model
+        self.scorer = scorer
+        self.cfg = cfg
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        loss = self.cfg.loss
+        examples, real, syn = zip(*batch)
+        views, w, has_clip = self.scorer(list(examples), list(real), list(syn), use_syn=loss.syn, use_scr=loss.scr)
+        parts = synvita_objective(views, w, denominator=self.cfg.per_device_batch_size, gamma=loss.gamma,
+                                  lambda_scr=loss.lambda_scr, syn=loss.syn, scr=loss.scr)
+        return {"loss": parts.total, "loss_real": parts.real, "loss_syn": parts.syn, "loss_scr": parts.scr,
+                "w": w.detach(), "has_clip": has_clip}
+
+
+def _build_model(cfg: TrainConfig, accelerator):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    from synvita.models.families import load_video_lmm
+
+    quant = cfg.model.quantization
+    lmm = load_video_lmm(cfg.model.name_or_path, dtype=DTYPES[cfg.mixed_precision],
+                         device=str(accelerator.device) if quant else None, quantization=quant,
+                         trust_remote_code=cfg.model.trust_remote_code)
+    if quant:
+        lmm.model = prepare_model_for_kbit_training(lmm.model, use_gradient_checkpointing=False)
+    if cfg.model.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input that requires grad (the LLM's inputs are frozen embeddings).
+        lmm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    targets = cfg.lora.target_modules if cfg.lora.target_modules is not None else lmm.family.lora_targets
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=targets, bias="none")
+    peft_model = get_peft_model(lmm.model, lora)
+    peft_model.train()
+    return lmm, peft_model
+
+
+def _optimizer(cfg: TrainConfig, params):
+    o = cfg.optim
+    if o.optimizer == "adamw_8bit":
+        if not torch.cuda.is_available():
+            raise RuntimeError("optim.optimizer=adamw_8bit needs a CUDA device (bitsandbytes); use adamw on CPU")
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+
+def _configure_deepspeed(accelerator, cfg: TrainConfig) -> None:
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    # No dataloader goes through `prepare`, so the "auto" values accelerate would infer are set here.
+    ds = plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
+    ds["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
+    ds["train_batch_size"] = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+    ds["gradient_clipping"] = cfg.optim.max_grad_norm or 0.0
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path  # the last checkpoint; its adapter/ is the trained LoRA
+    model: nn.Module  # the PEFT model as trained (on this process)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) training to the end of the schedule."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    from synvita.models.alignment import AlignmentScorer
+
+    out = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tensorboard")),
+    )
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    _configure_deepspeed(accelerator, cfg)
+    set_seed(cfg.seed)
+
+    examples, report = load_examples(cfg.data, cfg.loss.weighting)
+    log.info("data: %s", report.summary())
+    layout = dict(batch=cfg.per_device_batch_size, accum=cfg.gradient_accumulation_steps,
+                  processes=accelerator.num_processes)
+    per_epoch = steps_per_epoch(len(examples), **layout)
+    total_steps = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
+    if per_epoch == 0:
+        shard_positions(len(examples), epoch=0, seed=cfg.seed, rank=0, **layout)  # raises with the numbers
+
+    lmm, peft_model = _build_model(cfg, accelerator)
+    cache = cfg.data.feature_cache
+    scorer = TripletScorer(AlignmentScorer(lmm, cfg.data.frames),
+                           FeatureCache(cache, lmm.source, cfg.data.frames.describe()) if cache else None)
+    objective = Objective(peft_model, scorer, cfg)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    optimizer = _optimizer(cfg, params)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, total_steps)
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    # The scheduler steps once per optimizer step whatever the process count, so it is not
+    # prepared (accelerate would step it once per process); it is still checkpointed.
+    accelerator.register_for_checkpointing(scheduler)
+    checkpoints.install_state_hooks(accelerator)
+
+    ckpt_root = out / "checkpoints"
+    state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
+    resume = checkpoints.resolve_resume(cfg.resume_from, ckpt_root)
+    if resume is not None:
+        state = checkpoints.load_checkpoint(accelerator, peft_model, resume)
+        log.info("resumed from %s at step %d", resume, state["step"])
+    if accelerator.is_main_process:
+        dump_resolved(cfg, out / "resolved.yaml")
+    accelerator.init_trackers("synvita")
+    n_trainable = sum(p.numel() for p in params)
+    log.info("%d examples, %d steps/epoch, %d steps; %d trainable parameters", len(examples), per_epoch,
+             total_steps, n_trainable)
+
+    dataset = DecodedExamples(examples, cfg.data.frames)
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not accelerator.is_main_process)
+    metrics_path = out / "metrics.jsonl"
+    step_logs: list[dict] = []
+    final = None
+    while state["step"] < total_steps:
+        micro = shard_positions(len(examples), epoch=state["epoch"], seed=cfg.seed, rank=accelerator.process_index,
+                                start_step=state["step_in_epoch"], **layout)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=micro, collate_fn=list,
+                                             num_workers=cfg.data.num_workers)
+        for batch in loader:
+            with accelerator.accumulate(objective):
+                out_parts = objective(batch)
+                accelerator.backward(out_parts["loss"])
+                if accelerator.sync_gradients and cfg.optim.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            step_logs.append({k: v.detach().float() for k, v in out_parts.items()})
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state["step"] += 1
+            state["step_in_epoch"] += 1
+            bar.update(1)
+            if state["step"] % cfg.log_every == 0 or state["step"] == total_steps:
+                record = _step_metrics(accelerator, step_logs, state["step"], scheduler.get_last_lr()[0])
+                accelerator.log({k: v for k, v in record.items() if v is not None}, step=state["step"])
+                if accelerator.is_main_process:
+                    bar.set_postfix(loss=f"{record['loss']:.4f}")
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+            step_logs = []
+            done = state["step"] >= total_steps
+            if state["step_in_epoch"] == per_epoch:
+                state["epoch"] += 1
+                state["step_in_epoch"] = 0
+            if done or state["step"] % cfg.save_every == 0:
+                final = checkpoints.save_checkpoint(accelerator, objective, peft_model, ckpt_root, dict(state),
+                                                    cfg.keep_checkpoints)
+            if done or state["step_in_epoch"] == 0:
+                break
+    bar.close()
+    accelerator.end_training()
+    return TrainResult(final if final is not None else checkpoints.list_checkpoints(ckpt_root)[-1], peft_model)
+
+
+def _step_metrics(accelerator, step_logs: list[dict], step: int, lr: float) -> dict:
+    """One optimizer step's losses (mean over processes) and weight statistics (over all its clips)."""
+    accum = len(step_logs)
+    losses = torch.stack([sum(s[k] for s in step_logs) / accum
+                          for k in ("loss", "loss_real", "loss_syn", "loss_scr")])
+    losses = accelerator.reduce(losses.to(accelerator.device), "mean").tolist()
+    w = accelerator.gather(torch.cat([s["w"] for s in step_logs]).to(accelerator.device))
+    has = accelerator.gather(torch.cat([s["has_clip"] for s in step_logs]).to(accelerator.device)).bool()
+    w = w[has]
+    record = dict(zip(("loss", "loss_real", "loss_syn", "loss_scr"), losses))
+    record = {"step": step, "lr": lr, **record}
+    if len(w):
+        record.update(w_mean=w.mean().item(), w_min=w.min().item(), w_max=w.max().item(),
+                      w_zero_share=(w == 0).float().mean().item())
+    else:
+        record.update(w_mean=None, w_min=None, w_max=None, w_zero_share=None)
+    return record

@@ -1,0 +1,121 @@
+"""A micro-batch of triplets -> the (log P(Yes), log P(No)) of each view the objective needs.
+
+The vision tower runs once per video: the real and the synthetic video of a triplet are encoded
+once each and serve their three captions (t^r, t^s, and t' = t^r with the words outside the LCS of
+t^r and t^s hidden by the attention mask). All views of a micro-batch go through the LLM in one
+`answer_logprobs` call, which also shares each video's prompt prefix across its captions.
+Triplets without a usable synthetic clip get zero log-probabilities (constants) in the synthetic
+views; their w = 0 removes them from the objective.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synvita.text.lcs import shared_spans
+from synvita.training.data import Example
+
+REAL_VIEWS = ("rr", "rs", "rp")
+SYN_VIEWS = ("ss", "sr", "sp")
+
+
+class FeatureCache:
+    """Vision features of real videos on disk, one safetensors file per (model, sampler, video file).
+
+    The key hashes the model's source, the sampler (kind, frame count, fps) and the video's path,
+    size and modification time, so a changed setting or file never reads stale features.
+    """
+
+    def __init__(self, root: Path, model: str, sampler_desc: str):
+        self.root = Path(root)
+        self.model, self.sampler_desc = model, sampler_desc
+
+    def path(self, video: Path) -> Path:
+        st = os.stat(video)
+        key = json.dumps([self.model, self.sampler_desc, str(Path(video).resolve()), st.st_size, st.st_mtime_ns])
+        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()}.safetensors"
+
+    def load(self, video: Path, device):
+        from safetensors import safe_open
+
+        from synvita.models.alignment import VisionCache
+
+        path = self.path(video)
+        if not path.is_file():
+            return None
+        with safe_open(str(path), "pt", device=str(device)) as f:
+            return VisionCache(prefix_ids=f.get_tensor("prefix_ids"), positions=f.get_tensor("positions"),
+                               features=f.get_tensor("features"), num_frames=int(f.metadata()["num_frames"]))
+
+    def save(self, video: Path, cache) -> None:
+        from safetensors.torch import save_file
+
+        path = self.path(video)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tensors = {"prefix_ids": cache.prefix_ids, "positions": cache.positions, "features": cache.features}
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                  metadata={"num_frames": str(cache.num_frames)})
+        os.replace(tmp, path)
+
+
+class TripletScorer:
+    def __init__(self, scorer, feature_cache: FeatureCache | None = None):
+        self.scorer = scorer
+        self.feature_cache = feature_cache
+
+    def _encode_real(self, examples: list[Example], frames: list[np.ndarray]) -> list:
+        if self.feature_cache is None:
+            return self.scorer.encode(frames)
+        device = self.scorer.lmm.device
+        caches = [self.feature_cache.load(e.video, device) for e in examples]
+        todo = [i for i, c in enumerate(caches) if c is None]
+        for i, c in zip(todo, self.scorer.encode([frames[i] for i in todo])):
+            self.feature_cache.save(examples[i].video, c)
+            caches[i] = c
+        return caches
+
+    def __call__(self, examples: list[Example], real: list[np.ndarray], syn: list[np.ndarray | None], *,
+                 use_syn: bool, use_scr: bool) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """(views, w, has_clip) for the objective: views maps a view name to (log P(Yes), log P(No))."""
+        device = self.scorer.lmm.device
+        synthetic = use_syn or use_scr
+        syn_rows = [i for i, s in enumerate(syn) if s is not None] if synthetic else []
+        caches = self._encode_real(examples, real) + self.scorer.encode([syn[i] for i in syn_rows])
+        n_real = len(examples)
+
+        wanted = [v for v in REAL_VIEWS if v != "rp" or use_scr]
+        wanted_syn = [v for v in SYN_VIEWS if v != "sp" or use_scr]
+        video_index, texts, spans, slots = [], [], [], []
+        for row, e in enumerate(examples):
+            t = e.triplet
+            shared = shared_spans(t.caption, t.negative) if use_scr else None
+            view_text = {"rr": (t.caption, None), "rs": (t.negative, None), "rp": (t.caption, shared),
+                         "ss": (t.negative, None), "sr": (t.caption, None), "sp": (t.caption, shared)}
+            todo = [(name, row) for name in wanted]
+            if row in syn_rows:
+                todo += [(name, n_real + syn_rows.index(row)) for name in wanted_syn]
+            for name, video in todo:
+                video_index.append(video)
+                texts.append(view_text[name][0])
+                spans.append(view_text[name][1])
+                slots.append((name, row))
+        lp_yes, lp_no = self.scorer.answer_logprobs(self.scorer.pairs(caches, video_index, texts, spans))
+
+        n = n_real
+        views = {}
+        for name in wanted + (wanted_syn if synthetic else []):
+            picks = [k for k, (v, _) in enumerate(slots) if v == name]
+            rows = torch.tensor([slots[k][1] for k in picks], device=device, dtype=torch.long)
+            picks = torch.tensor(picks, device=device, dtype=torch.long)
+            views[name] = tuple(torch.zeros(n, device=device, dtype=lp.dtype).index_put((rows,), lp[picks])
+                                for lp in (lp_yes, lp_no))
+        has_clip = torch.tensor([s is not None for s in syn], device=device, dtype=torch.float32)
+        w = torch.tensor([e.w for e in examples], device=device, dtype=torch.float32) * has_clip
+        return views, w, has_clip
