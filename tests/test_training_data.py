@@ -45,7 +45,8 @@ def test_filters_and_baseline(run):
 
 def test_bad_weights_row_names_file_and_line(run, tmp_path):
     bad = tmp_path / "weights.jsonl"
-    bad.write_text('{"clip_id": "t0-gen-a", "f_target": 0.5, "f_real": 0.1}\n{"clip_id": "x", "f_real": 0.1}\n')
+    good = '{"clip_id": "t0-gen-a", "triplet_id": "t0", "generator": "gen-a", "misalignment": null, "f_target": 0.5, "f_real": 0.1}'
+    bad.write_text(good + '\n{"clip_id": "x", "triplet_id": "t0", "generator": "g", "misalignment": null, "f_real": 0.1}\n')
     with pytest.raises(ManifestError, match=r"weights.jsonl:2: f_target: missing"):
         load_examples(DataConfig(triplets=run / "triplets.jsonl", clips=run / "clips.jsonl", weights=bad), "margin")
 

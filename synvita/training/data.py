@@ -14,7 +14,6 @@ and resuming at step s needs nothing but s.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synvita.data.records import MISALIGNMENTS, ManifestError, SyntheticClip, Triplet, read_manifest
+from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, WeightRow, read_manifest
 from synvita.data.video import FrameSampler, read_video
 from synvita.scoring.weights import WEIGHTINGS
 from synvita.training.config import DataConfig
@@ -59,26 +58,6 @@ def _resolve(base: Path, path: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def read_weights(path: Path) -> dict[str, tuple[float, float]]:
-    """clip_id -> (f_target, f_real) from a weights manifest (JSON Lines)."""
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                scores = tuple(float(row[k]) for k in ("f_target", "f_real"))
-                out[str(row["clip_id"])] = scores
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{path}:{lineno}: (line): invalid JSON ({e.msg})") from e
-            except KeyError as e:
-                raise ManifestError(f"{path}:{lineno}: {e.args[0]}: missing") from e
-            except (TypeError, ValueError) as e:
-                raise ManifestError(f"{path}:{lineno}: f_target/f_real: not numbers ({e})") from e
-    return out
-
-
 def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinReport]:
     for kind in cfg.misalignments or ():
         if kind not in MISALIGNMENTS:
@@ -103,7 +82,7 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
             if cfg.generators is None or c.generator in cfg.generators:
                 clips_by_triplet.setdefault(c.triplet_id, []).append(c)
         if cfg.weights is not None:
-            weights = read_weights(cfg.weights)
+            weights = {r.clip_id: (r.f_target, r.f_real) for r in read_manifest(cfg.weights, WeightRow)}
     weight_fn = WEIGHTINGS.get(weighting)
 
     report = JoinReport(triplets=len(triplets))
