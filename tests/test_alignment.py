@@ -141,3 +141,40 @@ def test_video_token_mismatch_says_what_to_change(lmms, videos):
             scorer.score([videos[0]], ["a cat"])
     finally:
         lmm.processor.num_additional_image_tokens = 1
+
+
+def test_entail_command_prints_f_per_text_in_order(tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+
+    from synvita.cli import main as cli_main
+    from synvita.data.video import FrameSampler, read_video, write_video
+
+    model_dir = build_tiny("llava-onevision", tmp_path / "lmm", seed=2)
+    capsys.readouterr()  # drop what the imports above logged
+    rng = np.random.default_rng(3)
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), fps=5)
+    texts = ["a dog jumps", 'a "quoted" word', "two cats"]
+    argv = ["entail", "--model", str(model_dir), "--video", str(clip), "--frames", "4"]
+    for t in texts:
+        argv += ["--text", t]
+
+    assert cli_main(argv) == 0
+    printed = [float(x) for x in capsys.readouterr().out.split()]
+    lmm = load_video_lmm(model_dir)
+    frames = read_video(clip, FrameSampler("uniform", num_frames=4))
+    expected = reference_f(lmm, AlignmentScorer(lmm), [frames] * 3, texts)
+    assert len(printed) == 3 and np.allclose(printed, expected.numpy(), atol=2e-6)
+
+    # A LoRA adapter (non-zero init so it changes the model) is applied before scoring.
+    peft_model = get_peft_model(lmm.model, LoraConfig(target_modules=lmm.family.lora_targets, r=4,
+                                                      init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    assert cli_main(argv + ["--adapter", str(tmp_path / "adapter")]) == 0
+    adapted = [float(x) for x in capsys.readouterr().out.split()]
+    lmm.model = peft_model.eval()
+    expected = reference_f(lmm, AlignmentScorer(lmm), [frames] * 3, texts)
+    assert np.allclose(adapted, expected.numpy(), atol=1e-5) and not np.allclose(adapted, printed, atol=1e-3)
+
+    assert cli_main(argv[:3] + ["--video", str(tmp_path / "missing.mp4"), "--text", "x"]) == 2
+    assert "missing.mp4" in capsys.readouterr().err
