@@ -23,6 +23,7 @@ VIDEOCON_HF = "https://huggingface.co/datasets/videocon/videocon/resolve/main"
 # benchmark -> (default base URL, [(file name, columns its header must have)])
 BENCHMARKS: dict[str, tuple[str, list[tuple[str, tuple[str, ...]]]]] = {
     "ssv2-temporal": (VIDEOCON_GITHUB, [("eval_ssv2_temporal.csv", ("videopath", "caption", "match"))]),
+    "ssv2-events": (VIDEOCON_GITHUB, [("eval_ssv2_events.csv", ("videopath", "caption", "match"))]),
     "atp-hard": (VIDEOCON_GITHUB, [
         ("eval-nextqa-atphard.csv", ("videopath", "question", "answer", "option", "caption")),
         ("nextqa-atphard.csv", ("video", "question", "answer", "type")),
