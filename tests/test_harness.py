@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.stats import hypergeom
 from sklearn.metrics import average_precision_score
 
@@ -85,6 +87,13 @@ def test_from_predictions_ssv2_temporal_equals_independent_computation(shared_da
     assert counts["annotation_pairs"] == 3888 and counts["joined_pairs"] == 3887
     assert any("tied" in w for w in out["warnings"])
     assert out["provenance"]["predictions"] == str(preds) and "versions" in out["provenance"]
+    # `synvita evaluate` is the same command.
+    from synvita.cli import main as synvita_main
+
+    cli_out = tmp_path / "cli.json"
+    assert synvita_main(["evaluate", "--benchmark", "ssv2-temporal", "--annotations", str(ann),
+                         "--from-predictions", str(preds), "--out", str(cli_out)]) == 0
+    assert json.loads(cli_out.read_text())["mAP"] == out["mAP"]
 
 
 def test_from_predictions_atp_hard_equals_independent_computation(shared_data, tmp_path):
@@ -121,3 +130,178 @@ def test_from_predictions_atp_hard_equals_independent_computation(shared_data, t
         assert out[f"{name}_tie_aware"] == pytest.approx(100 * np.mean(expected[key]))
     assert out["counts"]["questions"] == 1844 and out["counts"]["questions_dropped"] == 1
     assert out["counts"]["questions_causal"] == 1012 and out["counts"]["questions_temporal"] == 832
+
+
+# -- with a model: a tiny random Qwen2-VL on clips written here -----------------------------------
+
+QUESTIONS = [  # (video id, question, type, answer, five statements)
+    ("1001", "what does the red square do", "TN", 2,
+     ["It moves left.", "It moves right.", "It stays still.", "It grows.", "It spins."]),
+    ("1002", "why does the ball bounce", "CW", 0,
+     ["It hits the floor.", "It is thrown.", "It is kicked.", "It rolls.", "It falls asleep."]),
+    ("1003", "how does the light change", "CH", 4,
+     ["It gets darker.", "It flickers.", "It turns blue.", "It turns off.", "It gets brighter."]),
+]
+
+
+def atp_prompt(statement: str) -> str:
+    return ("The following is a conversation between a curious human and AI assistant.\nHuman: <|video|>\n"
+            f'Human: Does this video entail the description: "{statement}"?\nAI: ')
+
+
+@pytest.fixture(scope="module")
+def tiny_atp(tmp_path_factory):
+    """A tiny model, three generated clips under NExT-QA's folder layout, and ATP-Hard files for them."""
+    from synvita.data.video import write_video
+    from synvita.models.tiny import build_tiny
+
+    root = tmp_path_factory.mktemp("atp")
+    model = build_tiny("qwen2-vl", root / "model", seed=0)
+    rng = np.random.default_rng(0)
+    for vid, *_ in QUESTIONS:
+        write_video(root / "videos" / "1106" / f"{vid}.mp4", rng.integers(0, 256, (6, 40, 48, 3), dtype=np.uint8), fps=4)
+    ann = root / "ann"
+    ann.mkdir()
+    with open(ann / "eval-nextqa-atphard.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["videopath", "question", "answer", "option", "caption"])
+        for vid, question, _, answer, statements in QUESTIONS:
+            for option, s in enumerate(statements):
+                # The authors' absolute paths: the harness finds the file by its tail under --video-root.
+                w.writerow([f"/local2/hb/nextqa/NExTVideo/1106/{vid}.mp4", question, answer, option, atp_prompt(s)])
+    with open(ann / "nextqa-atphard.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "question", "answer", "qid", "type"])
+        for vid, question, qtype, answer, _ in QUESTIONS:
+            w.writerow([vid, question, answer, 1, qtype])
+    return root, model, ann
+
+
+def run_model(root, model, ann, out, *extra):
+    return evaluate_script.main(["--benchmark", "atp-hard", "--annotations", str(ann), "--model", str(model),
+                                 "--video-root", str(root / "videos"), "--frames", "4", "--out", str(out), *extra])
+
+
+def independent_scores(model, root, adapter=None) -> dict:
+    """f per (video id, statement) through another path: pairwise `score`, no prefix sharing."""
+    from synvita.data.video import FrameSampler, read_video
+    from synvita.models.alignment import AlignmentScorer
+    from synvita.models.families import load_video_lmm
+
+    lmm = load_video_lmm(str(model))
+    if adapter is not None:
+        from peft import PeftModel
+
+        # Unmerged: LoRA layers injected into the same model object (the harness merges them).
+        lmm.model = PeftModel.from_pretrained(lmm.model, str(adapter)).base_model.model
+    sampler = FrameSampler(num_frames=4)
+    scorer = AlignmentScorer(lmm, sampler, prefix_sharing=False)
+    out = {}
+    for vid, _, _, _, statements in QUESTIONS:
+        frames = read_video(root / "videos" / "1106" / f"{vid}.mp4", sampler)
+        f = scorer.score([frames] * 5, statements).tolist()
+        out.update({(vid, s): v for s, v in zip(statements, f)})
+    return out
+
+
+def expected_accuracy(scores: dict) -> float:
+    right = [np.argmax([scores[vid, s] for s in statements]) == answer for vid, _, _, answer, statements in QUESTIONS]
+    return 100 * np.mean(right)
+
+
+def test_end_to_end_with_a_tiny_model_and_videocon_format_predictions(tiny_atp, tmp_path):
+    root, model, ann = tiny_atp
+    out_path = tmp_path / "eval" / "atp-hard.json"
+    assert run_model(root, model, ann, out_path) == 0
+    out = json.loads(out_path.read_text())
+    ref = independent_scores(model, root)
+    preds = pd.read_csv(tmp_path / "eval" / "atp-hard.predictions.csv", names=["videopath", "caption", "entailment"])
+    assert len(preds) == 15 and preds.caption.str.startswith("The following").all()
+    for path, caption, score in zip(preds.videopath, preds.caption, preds.entailment):
+        statement = caption.split('description: "')[1].split('"?')[0]
+        assert score == pytest.approx(ref[path.split("/")[-1][:-4], statement], abs=1e-5)
+    assert out["accuracy"] == pytest.approx(expected_accuracy(ref))
+    assert out["counts"]["questions"] == 3 and out["counts"]["pairs_scored"] == 15
+    prov = out["provenance"]
+    assert prov["model"] == str(model) and prov["adapter"] is None and prov["frames"] == 4
+    assert prov["sampler"] == "uniform-4" and prov["seed"] == 0 and prov["pairs"] == 15
+    assert {"date", "versions"} <= prov.keys() and "torch" in prov["versions"]
+    # The harness's own predictions read back without a model, with their side-car provenance.
+    again = tmp_path / "again.json"
+    assert evaluate_script.main(["--benchmark", "atp-hard", "--annotations", str(ann), "--from-predictions",
+                                 str(tmp_path / "eval" / "atp-hard.predictions.csv"), "--out", str(again)]) == 0
+    again = json.loads(again.read_text())
+    assert again["accuracy_tie_aware"] == out["accuracy_tie_aware"] and again["provenance"] == prov
+
+
+def test_adapter_is_applied(tiny_atp, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from synvita.models.families import load_video_lmm
+
+    root, model, ann = tiny_atp
+    lmm = load_video_lmm(str(model))
+    torch.manual_seed(0)
+    # Random (not zero) LoRA B, so the adapter really changes the scores.
+    peft_model = get_peft_model(lmm.model, LoraConfig(r=4, target_modules=lmm.family.lora_targets, init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    out_path = tmp_path / "with-adapter.json"
+    assert run_model(root, model, ann, out_path, "--adapter", str(tmp_path / "adapter")) == 0
+    preds = pd.read_csv(tmp_path / "with-adapter.predictions.csv", names=["videopath", "caption", "entailment"])
+    base, adapted = independent_scores(model, root), independent_scores(model, root, tmp_path / "adapter")
+    got = {(p.split("/")[-1][:-4], c.split('description: "')[1].split('"?')[0]): s
+           for p, c, s in zip(preds.videopath, preds.caption, preds.entailment)}
+    assert max(abs(got[k] - adapted[k]) for k in got) < 1e-4
+    assert max(abs(got[k] - base[k]) for k in got) > 1e-3
+    assert json.loads(out_path.read_text())["provenance"]["adapter"] == str(tmp_path / "adapter")
+
+
+def test_a_killed_evaluation_resumes_without_rescoring(tiny_atp, tmp_path):
+    root, model, ann = tiny_atp
+    full = tmp_path / "full.json"
+    assert run_model(root, model, ann, full) == 0
+    rows = (tmp_path / "full.predictions.csv").read_text()
+    # What a kill leaves: the first video's 5 rows, 2 of the second's, and one cut inside its score.
+    ends = [i + 1 for i, c in enumerate(rows) if c == "\n" and rows[i - 1].isdigit()]
+    partial = tmp_path / "killed.predictions.csv"
+    partial.write_text(rows[: ends[7] - 4])
+    (tmp_path / "killed.predictions.json").write_text((tmp_path / "full.predictions.json").read_text())
+    with pytest.warns(UserWarning, match="incomplete last record"):
+        assert run_model(root, model, ann, tmp_path / "killed.json") == 0
+    out = json.loads((tmp_path / "killed.json").read_text())
+    assert out["counts"]["pairs_reused"] == 7 and out["counts"]["pairs_scored"] == 8
+    resumed = pd.read_csv(partial, names=["videopath", "caption", "entailment"])
+    reference = pd.read_csv(tmp_path / "full.predictions.csv", names=["videopath", "caption", "entailment"])
+    assert len(resumed) == 15 and not resumed.duplicated(["videopath", "caption"]).any()
+    merged = reference.merge(resumed, on=["videopath", "caption"])
+    assert len(merged) == 15 and np.allclose(merged.entailment_x, merged.entailment_y, atol=1e-5)
+    assert out["accuracy"] == json.loads(full.read_text())["accuracy"]
+    # A different setup must not silently extend these predictions.
+    with pytest.raises(SystemExit, match="another setup"):
+        run_model(root, model, ann, tmp_path / "killed.json", "--seed", "1")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume(tiny_atp, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    root, model, ann = tiny_atp
+    out, preds = tmp_path / "k.json", tmp_path / "k.predictions.csv"
+    proc = subprocess.Popen([sys.executable, str(REPO / "eval" / "evaluate.py"), "--benchmark", "atp-hard",
+                             "--annotations", str(ann), "--model", str(model), "--video-root", str(root / "videos"),
+                             "--frames", "4", "--out", str(out)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (preds.exists() and preds.stat().st_size) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = len(pd.read_csv(preds, names=["videopath", "caption", "entailment"])) if preds.exists() else 0
+    if written >= 15:
+        pytest.skip("the run finished before the kill landed")
+    assert run_model(root, model, ann, out) == 0
+    counts = json.loads(out.read_text())["counts"]
+    assert counts["pairs_reused"] == written and counts["pairs_scored"] == 15 - written
+    assert len(pd.read_csv(preds, names=["videopath", "caption", "entailment"])) == 15
