@@ -1,14 +1,15 @@
 """Video decoding with PyAV, frame sampling, and atomic mp4 writing.
 
-A file is read once: its packets are demuxed into memory (compressed, so small), which gives the
-exact frame count and every presentation time before any decoding; the packets are then decoded
-in one sequential pass and only the sampled frames are converted to RGB.
+Each frame is decoded at most once: a first pass over the packets (no decoding) gives the exact
+frame count and every presentation time, which fixes the frames to keep; a second, sequential
+pass decodes and converts only those, and stops after the last one.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -80,32 +81,16 @@ class VideoInfo:
 
 
 @dataclass
-class _Demuxed:
-    packets: list
-    stream: av.video.stream.VideoStream
+class _Timeline:
     times: np.ndarray  # presentation start time of each frame, sorted, seconds
     end: float  # end of the last frame, seconds
+    width: int
+    height: int
 
 
-def _demux(path: Path, container) -> _Demuxed:
-    if not container.streams.video:
-        raise VideoError(path, "has no video stream")
-    stream = container.streams.video[0]
-    packets = [p for p in container.demux(stream) if p.size and not p.is_discard]
-    if not packets:
-        raise VideoError(path, "contains no video frames")
-    if len(packets) < stream.frames:
-        raise VideoError(path, f"truncated: the index lists {stream.frames} frames, the file holds {len(packets)}")
-    if any(p.pts is None for p in packets):
-        raise VideoError(path, "has video packets without timestamps (raw elementary stream?); remux it to mp4")
-    tb = float(stream.time_base)
-    pts = np.array(sorted(p.pts for p in packets), dtype=np.float64) * tb
-    last = max(packets, key=lambda p: p.pts)
-    step = last.duration * tb if last.duration else (pts[-1] - pts[0]) / max(len(pts) - 1, 1)
-    return _Demuxed(packets, stream, pts, float(pts[-1] + step))
-
-
-def _open(path: str | os.PathLike):
+@contextmanager
+def _container(path: str | os.PathLike):
+    """The opened container and its first video stream; FFmpeg errors become VideoErrors."""
     path = Path(path)
     if not path.exists():
         raise VideoError(path, "file does not exist")
@@ -114,50 +99,66 @@ def _open(path: str | os.PathLike):
     if path.stat().st_size == 0:
         raise VideoError(path, "file is empty (0 bytes)")
     try:
-        return path, av.open(str(path))
+        container = av.open(str(path))
     except av.error.FFmpegError as e:
         raise VideoError(path, f"not a readable video container ({e})") from e
+    with container:
+        if not container.streams.video:
+            raise VideoError(path, "has no video stream")
+        try:
+            yield container, container.streams.video[0]
+        except av.error.FFmpegError as e:
+            raise VideoError(path, f"corrupt video data ({e})") from e
+
+
+def _timeline(path: str | os.PathLike) -> _Timeline:
+    """Every frame's time, from a pass over the packets alone (no decoding)."""
+    with _container(path) as (container, stream):
+        packets = [(p.pts, p.duration) for p in container.demux(stream) if p.size and not p.is_discard]
+        if not packets:
+            raise VideoError(path, "contains no video frames")
+        if len(packets) < stream.frames:
+            raise VideoError(path, f"truncated: the index lists {stream.frames} frames, the file holds {len(packets)}")
+        if any(pts is None for pts, _ in packets):
+            raise VideoError(path, "has video packets without timestamps (raw elementary stream?); remux it to mp4")
+        tb = float(stream.time_base)
+        packets.sort()
+        times = np.array([pts for pts, _ in packets], dtype=np.float64) * tb
+        last = packets[-1][1] * tb if packets[-1][1] else (times[-1] - times[0]) / max(len(times) - 1, 1)
+        ctx = stream.codec_context
+        return _Timeline(times, float(times[-1] + last), ctx.width, ctx.height)
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Frame count, mean fps, size and duration, from the container's packets (no decoding)."""
-    path, container = _open(path)
-    with container:
-        try:
-            d = _demux(path, container)
-        except av.error.FFmpegError as e:
-            raise VideoError(path, f"corrupt video data ({e})") from e
-        duration = d.end - float(d.times[0])
-        ctx = d.stream.codec_context
-        return VideoInfo(len(d.times), len(d.times) / duration, ctx.width, ctx.height, duration)
+    t = _timeline(path)
+    n, duration = len(t.times), t.end - float(t.times[0])
+    return VideoInfo(n, n / duration, t.width, t.height, duration)
 
 
 def read_video(path: str | os.PathLike, sampler: FrameSampler = FrameSampler()) -> np.ndarray:
-    """Decode the sampled frames of `path` as uint8 RGB, shape (T, H, W, 3)."""
-    path, container = _open(path)
-    with container:
-        try:
-            d = _demux(path, container)
-            wanted = sampler.indices(d.times, d.end)
-            if len(wanted) == 0:
-                raise VideoError(path, f"sampler {sampler.describe()} selects no frames")
-            d.stream.thread_type = "AUTO"
-            decoder = d.stream.codec_context
-            kept: dict[int, np.ndarray] = {}
-            targets = set(wanted.tolist())
-            index = 0
-            # Frames come out of the decoder in presentation order, matching `d.times`.
-            for packet in [*d.packets, None]:
-                for frame in decoder.decode(packet):
-                    if index in targets:
-                        kept[index] = frame.to_ndarray(format="rgb24")
-                    index += 1
-        except av.error.FFmpegError as e:
-            raise VideoError(path, f"corrupt video data ({e})") from e
-    missing = targets - kept.keys()
-    if missing:
-        raise VideoError(path, f"decoded {index} of {len(d.times)} frames; the stream is truncated or corrupt")
-    return np.stack([kept[i] for i in wanted.tolist()])
+    """Decode the sampled frames of `path` as uint8 RGB, shape (T, H, W, 3).
+
+    Two passes over the file, one decode: the first reads only packet timestamps, which fixes the
+    frame indices to keep; the second decodes sequentially and converts just those frames.
+    """
+    timeline = _timeline(path)
+    wanted = sampler.indices(timeline.times, timeline.end).tolist()
+    if not wanted:
+        raise VideoError(path, f"sampler {sampler.describe()} selects no frames")
+    targets, kept = set(wanted), {}
+    with _container(path) as (container, stream):
+        stream.thread_type = "AUTO"
+        # Frames come out of the decoder in presentation order, matching `timeline.times`.
+        for index, frame in enumerate(container.decode(stream)):
+            if index in targets:
+                kept[index] = frame.to_ndarray(format="rgb24")
+            if len(kept) == len(targets):
+                break
+    if len(kept) < len(targets):
+        raise VideoError(path, f"decoded fewer frames than the {len(timeline.times)} its packets promise; "
+                               "the stream is corrupt")
+    return np.stack([kept[i] for i in wanted])
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
