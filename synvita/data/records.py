@@ -234,7 +234,7 @@ def append_record(path: str | os.PathLike, record) -> None:
 def manifest_dataset(path: str | os.PathLike, cls: type[R]):
     """A validated manifest as a `datasets.Dataset`; dict fields are kept as JSON strings,
     since free-form settings would otherwise need one Arrow schema across all rows."""
-    import datasets
+    import datasets  # imported here: it takes a second and most callers never need it
 
     dict_fields = [f.name for f in dataclasses.fields(cls) if f.type in ("dict", dict)]
     rows = []
