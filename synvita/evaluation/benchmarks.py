@@ -94,10 +94,9 @@ def read_ssv2(path: str | Path) -> list[Pair]:
 def read_atp_hard(eval_csv: str | Path, nextqa_csv: str | Path) -> list[Pair]:
     """ATP-Hard: `videopath,question,answer,option,caption` rows, typed by nextqa-atphard.csv.
 
-    As eval_atphard.py: exact duplicate rows count once, a question is (videopath, question),
-    its options keep file order and `answer` (the pair's label) is a position in that order among
-    the scored options; the type is looked up
-    by (video id = file stem, question), the last row winning.
+    As eval_atphard.py: exact duplicate rows count once, a question is (videopath, question), its
+    options keep file order and `answer` (the pair's label) is a position in that order among the
+    scored options; the type is looked up by (video id = file stem, question), the last row winning.
     """
     eval_csv, nextqa_csv = Path(eval_csv), Path(nextqa_csv)
     types = {

@@ -5,8 +5,8 @@ predictions file.
         (--model ID-OR-DIR [--adapter PEFT-DIR] --video-root DIR | --from-predictions CSV) --out OUT.json
 
 With a model, predictions go to `OUT.predictions.csv` in VideoCon's header-less
-`videopath,caption,entailment` format (VideoCon's calc_ssv2.py / eval_atphard.py read it), one row
-appended as soon as it is scored, with the provenance in `OUT.predictions.json`. Running the same
+`videopath,caption,entailment` format (VideoCon's calc_ssv2.py / eval_atphard.py read it), appended
+as they are scored, with the provenance in `OUT.predictions.json`. Running the same
 command again after a kill scores only what is missing.
 """
 
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=8, help="frames per video for the uniform sampler")
     parser.add_argument("--sampler", choices=("uniform", "fps", "all"), default="uniform")
     parser.add_argument("--fps", type=float, help="frames per second for --sampler fps")
-    parser.add_argument("--batch-size", type=int, default=8, help="captions per forward pass")
+    parser.add_argument("--batch-size", type=int, default=16, help="captions per forward pass")
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: where transformers puts it)")
     parser.add_argument("--quantization", choices=("4bit", "8bit"))
@@ -54,6 +54,12 @@ def _sampler(args) -> FrameSampler:
     if args.sampler == "fps":
         return FrameSampler("fps", fps=args.fps)
     return FrameSampler(args.sampler, num_frames=args.frames)
+
+
+def provenance_path(predictions: Path) -> Path:
+    """The side-car holding the provenance of a predictions CSV: `X.predictions.json` beside
+    `X.predictions.csv` (the report skips `*.predictions.json` when it collects results)."""
+    return predictions.with_suffix(".json")
 
 
 def _setup(args, sampler: FrameSampler) -> dict:
@@ -109,7 +115,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
         raise SystemExit("--model needs --video-root (the folder holding the benchmark's videos)")
     sampler = _sampler(args)
     setup = _setup(args, sampler)
-    sidecar = path.with_suffix(".json")
+    sidecar = provenance_path(path)
     done: set[tuple[str, str]] = set()
     if path.exists():
         earlier = json.loads(sidecar.read_text()) if sidecar.exists() else {}
@@ -156,6 +162,8 @@ def evaluate(args) -> dict:
     run_counts = {}
     if args.model:
         predictions = args.predictions or args.out.with_name(f"{args.out.stem}.predictions.csv")
+        if provenance_path(predictions).resolve() == args.out.resolve():
+            raise SystemExit(f"--out {args.out} would overwrite the provenance of --predictions {predictions}")
         run_counts = score_with_model(args, pairs, predictions)
     else:
         predictions = args.from_predictions
@@ -163,7 +171,7 @@ def evaluate(args) -> dict:
         warnings.simplefilter("always")
         joined = join(pairs, read_predictions(predictions), BENCHMARKS[args.benchmark].drop_duplicates)
         result = compute(args.benchmark, pairs, joined.scores)
-    sidecar = predictions.with_suffix(".json")
+    sidecar = provenance_path(predictions)
     # A file scored elsewhere (VideoCon's scripts) has no side-car: record what is known.
     origin = (json.loads(sidecar.read_text()) if sidecar.is_file()
               else provenance(model=None, predictions=str(predictions), pairs=joined.counts["joined_pairs"]))
