@@ -293,8 +293,10 @@ def compute(benchmark: str | Benchmark, pairs: list[Pair], scores: dict[tuple[st
     if spec.kind == "retrieval":
         groups, dropped = _complete_groups(pairs, scores, spec.group_size, "queries")
         queries = []
-        for members in groups.values():
-            members = sorted(members, key=lambda p: p.video)  # calc_ssv2.py sorts by videopath
+        # calc_ssv2.py takes queries in caption order (so its float sum matches to the last digit)
+        # and candidates in videopath order (which decides the unstable sort's tie order).
+        for _, members in sorted(groups.items(), key=lambda g: g[1][0].text):
+            members = sorted(members, key=lambda p: p.video)
             queries.append(([p.label for p in members], [scores[p.video, p.caption] for p in members]))
         out = metrics.retrieval_metrics(queries)
         out["counts"]["queries_dropped"] = dropped

@@ -57,8 +57,14 @@ def _as_query(labels: Sequence, scores: Sequence) -> Query:
 
 
 def _mean(values: list[float]) -> float | None:
-    # Python's left-to-right sum, as the published scripts, so the last digits agree too.
-    return 100 * sum(values) / len(values) if values else None
+    # Left-to-right sums and each script's order of operations, so the last digits agree too:
+    # calc_ssv2.py prints `100 * (sum / n)`.
+    return 100 * (sum(values) / len(values)) if values else None
+
+
+def _accuracy(hits: list[float]) -> float | None:
+    # eval_atphard.py prints `100 * count / total`.
+    return 100 * sum(hits) / len(hits) if hits else None
 
 
 def tied_share(scores: Sequence[float]) -> float:
@@ -163,11 +169,10 @@ def qa_accuracy(questions: Sequence[tuple[Sequence[float], int, str]]) -> dict:
         tied += tied_share(scores) > TIE_WARN_SHARE
     _warn_ties(tied, len(questions), "questions")
     out = {}
-    for suffix in ("", "_tie_aware"):
-        values = hits if not suffix else expected
-        out[f"accuracy{suffix}"] = _mean(values[""])
-        out[f"accuracy_causal{suffix}"] = _mean(values["C"])
-        out[f"accuracy_temporal{suffix}"] = _mean(values["T"])
+    for suffix, values in (("", hits), ("_tie_aware", expected)):
+        out[f"accuracy{suffix}"] = _accuracy(values[""])
+        out[f"accuracy_causal{suffix}"] = _accuracy(values["C"])
+        out[f"accuracy_temporal{suffix}"] = _accuracy(values["T"])
     out["counts"] = {
         "questions": len(questions),
         "questions_causal": len(hits["C"]),
