@@ -211,9 +211,21 @@ def expected_accuracy(scores: dict) -> float:
 
 
 def test_end_to_end_with_a_tiny_model_and_videocon_format_predictions(tiny_atp, tmp_path):
+    from synvita.models.families import load_video_lmm
+
     root, model, ann = tiny_atp
+    lmm = load_video_lmm(str(model))
+    vision = type(lmm.model.get_submodule(lmm.family.vision_modules[0]))
+    encoded = []
+    # Observe (not replace) every vision-tower forward in the harness's own model.
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: encoded.append(1) if isinstance(module, vision) else None)
     out_path = tmp_path / "eval" / "atp-hard.json"
-    assert run_model(root, model, ann, out_path) == 0
+    try:
+        assert run_model(root, model, ann, out_path) == 0
+    finally:
+        hook.remove()
+    assert len(encoded) == 3  # three videos of five captions each: one vision pass per video
     out = json.loads(out_path.read_text())
     ref = independent_scores(model, root)
     preds = pd.read_csv(tmp_path / "eval" / "atp-hard.predictions.csv", names=["videopath", "caption", "entailment"])

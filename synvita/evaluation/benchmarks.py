@@ -325,7 +325,12 @@ def _entailment(pairs: list[Pair], scores: dict) -> dict:
     out = {"auc": metrics.roc_auc([min(labels[k]) for k in keys], [scores[k] for k in keys])}
     hard_keys = [k for k in keys if k in hard]
     if hard:
-        out["auc_hard"] = metrics.roc_auc([min(labels[k]) for k in hard_keys], [scores[k] for k in hard_keys])
+        hard_labels = [min(labels[k]) for k in hard_keys]
+        if len(set(hard_labels)) == 2:
+            out["auc_hard"] = metrics.roc_auc(hard_labels, [scores[k] for k in hard_keys])
+        else:
+            out["auc_hard"] = None
+            warnings.warn("auc_hard: the scored hard pairs are not both positive and negative", stacklevel=3)
     out["counts"] = {"pairs": len(keys), "pairs_hard": len(hard_keys), "pairs_conflicting": len(conflicting)}
     return out
 
