@@ -1,0 +1,319 @@
+"""The generation job: one synthetic clip (or N) per negative caption, resumable and shardable.
+
+    accelerate launch generation/generate.py --config generation/configs/<backend>.yaml [key=value ...]
+    synvita generate --config ... --shard 3/16        # one job of a SLURM array
+
+Work is the sorted list of (triplet, k) clips, split first by `--shard i/N` (across jobs) and then
+across the Accelerate processes of the job. Each clip's seed is `stable_seed(clip id, generator,
+base seed)`, so the same clip comes out however the work is split or resumed. Every worker appends
+its outcomes to its own journal `RUN/clips.d/<worker>.jsonl` (one flushed line per clip, so a
+SIGKILL loses at most the clip in flight); `RUN/clips.jsonl` is the merge of all journals, written
+atomically at the end of each run. Clips are written atomically; on restart a clip is skipped only
+if its journal says done and the file decodes with the recorded frame count. A failed clip (OOM,
+NaN, a clip that does not decode) is journaled with its error and retried by the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from synvita.config import ConfigError, dump_resolved, load_config
+from synvita.data.records import SyntheticClip, Triplet, append_record, read_manifest, write_manifest
+from synvita.utils import stable_seed
+
+# Modules that register backends of their own into BACKENDS when imported.
+BUILTIN_PLUGINS = ("synvita.toyworld.generator",)
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    output_dir: Path
+    backend: str
+    input: Path | None = None  # VideoCon CSV or triplet manifest; import mode: optional
+    video_root: Path = Path(".")  # VideoCon CSVs: real video paths resolve against it
+    generator: str | None = None  # name in the manifest and clips/<generator>/; default: backend
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    splits: list[str] = dataclasses.field(default_factory=list)  # empty: every split
+    misalignments: list[str] = dataclasses.field(default_factory=list)  # empty: every type
+    limit: int | None = None  # first N triplets after filtering (smoke runs)
+    clips_per_caption: int = 1
+    seed: int = 0
+    batch_size: int = 1
+    shard: str = "0/1"
+    plugins: list[str] = dataclasses.field(default_factory=list)  # modules registering extra backends
+
+    def __post_init__(self):
+        if self.clips_per_caption < 1 or self.batch_size < 1:
+            raise ValueError("clips_per_caption and batch_size must be >= 1")
+        parse_shard(self.shard)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard {text!r} is not of the form i/N") from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+def read_triplets(path: Path, video_root: Path = Path(".")) -> list[Triplet]:
+    """A triplet manifest (.jsonl) or a VideoCon CSV (LLM/feedback or Human format, by header)."""
+    from synvita.data.videocon import read_human_csv, read_llm_csv
+
+    if path.suffix == ".csv":
+        header = path.open(encoding="utf-8-sig").readline() if path.is_file() else ""
+        reader = read_human_csv if "video_url" in header.split(",") else read_llm_csv
+        return reader(path, video_root)
+    return read_manifest(path, Triplet)
+
+
+def select(triplets: list[Triplet], splits, misalignments, limit) -> list[Triplet]:
+    chosen = [t for t in triplets if (not splits or t.split in splits)
+              and (not misalignments or t.misalignment in misalignments)]
+    return chosen[:limit] if limit is not None else chosen
+
+
+def split_work(items: list, shard: tuple[int, int], process: tuple[int, int]) -> list:
+    """This worker's share: every N-th item for the shard, then every P-th for the process."""
+    (i, n), (r, p) = shard, process
+    return items[i::n][r::p]
+
+
+def load_journals(run_dir: Path, name: str = "clips") -> list[SyntheticClip]:
+    """All journaled outcomes, one per clip id: a done record wins over a failed one."""
+    latest: dict[str, SyntheticClip] = {}
+    for journal in sorted((run_dir / f"{name}.d").glob("*.jsonl")):
+        for rec in read_manifest(journal, SyntheticClip):
+            if rec.status == "done" or latest.get(rec.id, rec).status != "done":
+                latest[rec.id] = rec
+    return sorted(latest.values(), key=lambda r: r.id)
+
+
+def merge_manifest(run_dir: Path) -> list[SyntheticClip]:
+    """Rewrite RUN/clips.jsonl from every worker's journal; safe to run any time, by anyone."""
+    records = load_journals(run_dir)
+    write_manifest(run_dir / "clips.jsonl", records)
+    return records
+
+
+def clip_is_complete(run_dir: Path, rec: SyntheticClip | None) -> bool:
+    from synvita.data.video import FrameSampler, VideoError, read_video
+
+    if rec is None or rec.status != "done":
+        return False
+    try:
+        return len(read_video(run_dir / rec.path, FrameSampler("all"))) == rec.num_frames
+    except VideoError:
+        return False
+
+
+def get_backend(cfg: GenerateConfig):
+    from synvita.generators.backends import BACKENDS
+
+    for module in cfg.plugins:
+        importlib.import_module(module)
+    if cfg.backend not in BACKENDS:
+        for module in BUILTIN_PLUGINS:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError:
+                pass
+    return BACKENDS.get(cfg.backend).from_settings(dict(cfg.settings))
+
+
+def process_state():
+    """Accelerate's process state; on a machine without GPUs (or with ACCELERATE_USE_CPU=true) the
+    processes of `accelerate launch` form a gloo group, which PartialState only does when told `cpu`."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
+def _failure(err: BaseException) -> str:
+    import torch
+
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        torch.cuda.empty_cache()
+        return f"out of memory: {err}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _write_clip(run_dir: Path, rel: str, frames, fps: float) -> int:
+    """Write, then decode the file back: a clip counts as done only if it reads back whole."""
+    from synvita.data.video import FrameSampler, read_video, write_video
+
+    write_video(run_dir / rel, frames, fps)
+    decoded = len(read_video(run_dir / rel, FrameSampler("all")))
+    if decoded != len(frames):
+        raise RuntimeError(f"{rel}: wrote {len(frames)} frames but {decoded} decode")
+    return decoded
+
+
+def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_progress: bool = True) -> dict:
+    """Generate this worker's clips; returns counts {done, skipped, failed, total}."""
+    from tqdm.auto import tqdm
+
+    from synvita.provenance import package_versions
+
+    run_dir = Path(cfg.output_dir)
+    generator = cfg.generator or cfg.backend
+    triplets = select(read_triplets(Path(cfg.input), cfg.video_root), cfg.splits, cfg.misalignments, cfg.limit)
+    if not triplets:
+        raise ConfigError(f"{cfg.input}: no triplets left after the split/misalignment filters")
+    if process[0] == 0:
+        write_manifest(run_dir / "triplets.jsonl", triplets)  # identical from every shard: atomic, idempotent
+
+    work = sorted(
+        (f"{generator}/{t.id}_{k:03d}", t) for t in triplets for k in range(1, cfg.clips_per_caption + 1))
+    mine = split_work(work, parse_shard(cfg.shard), process)
+    journal = run_dir / "clips.d" / f"{generator}.shard{cfg.shard.replace('/', 'of')}.proc{process[0]}of{process[1]}.jsonl"
+    previous = {r.id: r for r in load_journals(run_dir)}
+    counts = dict(done=0, skipped=0, failed=0, total=len(mine))
+    todo = []
+    for clip_id, triplet in mine:
+        rel = f"clips/{clip_id}.mp4"
+        # A temporary file left by a killed writer of this clip (no other worker owns this clip).
+        for stale in (run_dir / rel).parent.glob(f".{Path(rel).stem}.*.mp4.tmp"):
+            stale.unlink()
+        if clip_is_complete(run_dir, previous.get(clip_id)):
+            counts["skipped"] += 1
+        else:
+            todo.append((clip_id, triplet, rel))
+
+    backend = get_backend(cfg) if todo else None
+    versions = package_versions()
+    settings = {"backend": cfg.backend, **cfg.settings, "fps": backend.fps if backend else None}
+    bar = tqdm(total=len(mine), initial=counts["skipped"], desc=f"generate {generator}", unit="clip",
+               disable=not show_progress, dynamic_ncols=True)
+    for start in range(0, len(todo), cfg.batch_size):
+        batch = todo[start:start + cfg.batch_size]
+        seeds = [stable_seed(clip_id, generator, cfg.seed) for clip_id, _, _ in batch]
+        began = time.perf_counter()
+        try:
+            videos = backend.generate([t.negative for _, t, _ in batch], seeds)
+            error = None
+        except Exception as err:  # one bad batch must not end a multi-day job
+            videos, error = [None] * len(batch), _failure(err)
+        elapsed = (time.perf_counter() - began) / len(batch)
+        for (clip_id, triplet, rel), seed, frames in zip(batch, seeds, videos):
+            num_frames, clip_error = None, error
+            if clip_error is None:
+                try:
+                    num_frames = _write_clip(run_dir, rel, frames, backend.fps)
+                except Exception as err:
+                    clip_error = _failure(err)
+            status = "failed" if clip_error else "done"
+            append_record(journal, SyntheticClip(
+                id=clip_id, triplet_id=triplet.id, caption=triplet.negative, generator=generator, seed=seed,
+                path=rel, status=status, settings=settings, num_frames=num_frames, error=clip_error,
+                elapsed=round(elapsed, 4), versions=versions))
+            counts[status] += 1
+            bar.update(1)
+            bar.set_postfix(done=counts["done"], skipped=counts["skipped"], failed=counts["failed"])
+    bar.close()
+    return counts
+
+
+# ---- importing clips made elsewhere (e.g. the published SynViTA synthetic set) ----
+
+def import_clips(root: Path, run_dir: Path, captions: dict[str, str] | None = None,
+                 triplets: list[Triplet] | None = None) -> list[SyntheticClip]:
+    """Record the mp4s under `root/<generator>/<clip stem>.mp4` as done clips, in place.
+
+    A clip's prompt comes from `captions` (clip stem -> caption, as in the published captions.json)
+    or from the triplet whose id is the stem; the triplet id is the stem either way.
+    """
+    from synvita.data.video import VideoError, probe_video
+    from synvita.provenance import package_versions
+
+    by_id = {t.id: t for t in triplets or []}
+    records = []
+    for path in sorted(Path(root).glob("*/*.mp4")):
+        generator, stem = path.parent.name, path.stem
+        caption = (captions or {}).get(stem) or (by_id[stem].negative if stem in by_id else None)
+        if caption is None:
+            raise ConfigError(f"{path}: no caption for {stem!r} in captions.json or the triplet manifest")
+        try:
+            num_frames = probe_video(path).num_frames
+        except VideoError as err:
+            raise ConfigError(str(err)) from None
+        records.append(SyntheticClip(
+            id=f"{generator}/{stem}", triplet_id=stem, caption=caption, generator=generator, seed=-1,
+            path=str(path.resolve()), status="done", settings={"backend": "import", "root": str(root)},
+            num_frames=num_frames, versions=package_versions()))
+    if not records:
+        raise ConfigError(f"{root}: no clips found as <generator>/<name>.mp4")
+    journal = run_dir / "clips.d" / "import.jsonl"
+    write_manifest(journal, records)
+    return records
+
+
+def _run_import(cfg: GenerateConfig) -> int:
+    import json
+
+    root = Path(cfg.settings.get("root") or "")
+    if not root.is_dir():
+        raise ConfigError("backend 'import': settings.root must be a folder of <generator>/<clip>.mp4")
+    captions_file = Path(cfg.settings.get("captions") or root / "captions.json")
+    captions = json.loads(captions_file.read_text()) if captions_file.is_file() else None
+    triplets = read_triplets(Path(cfg.input), cfg.video_root) if cfg.input else None
+    if triplets:
+        write_manifest(Path(cfg.output_dir) / "triplets.jsonl", triplets)
+    records = import_clips(root, Path(cfg.output_dir), captions, triplets)
+    merge_manifest(Path(cfg.output_dir))
+    print(f"generate: imported {len(records)} clips from {root} -> {Path(cfg.output_dir) / 'clips.jsonl'}")
+    return 0
+
+
+# ---- command line ----
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="generation/configs/<backend>.yaml")
+    parser.add_argument("--shard", help="i/N: this job's share of the work (e.g. a SLURM array task)")
+    parser.add_argument("overrides", nargs="*", help="key=value settings, e.g. output_dir=runs/x settings.steps=20")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides) + ([f"shard={args.shard}"] if args.shard else [])
+    try:
+        cfg = load_config(GenerateConfig, args.config, overrides)
+        if cfg.backend == "import":
+            return _run_import(cfg)
+        state = process_state()
+        process = (state.process_index, state.num_processes)
+        if state.is_main_process:
+            dump_resolved(cfg, Path(cfg.output_dir) / "generate.resolved.yaml")
+        counts = run_generation(cfg, process, show_progress=state.is_local_main_process)
+    except ValueError as err:  # ConfigError, ManifestError, SettingsError: the message names the cause
+        print(f"synvita generate: {err}", file=sys.stderr)
+        return 2
+    state.wait_for_everyone()
+    print(f"generate [shard {cfg.shard}, process {process[0]}/{process[1]}]: {counts['done']} done, "
+          f"{counts['skipped']} skipped, {counts['failed']} failed of {counts['total']}")
+    if state.is_main_process:
+        records = merge_manifest(Path(cfg.output_dir))
+        failed = sum(r.status == "failed" for r in records)
+        print(f"generate: manifest {Path(cfg.output_dir) / 'clips.jsonl'}: {len(records) - failed} done, "
+              f"{failed} failed (re-run the same command to retry)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The generation job on tiny pipelines: complete manifests, resume after SIGKILL, sharding and
+multi-process runs giving the same clips, failures recorded without stopping the job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synvita.config import load_config
+from synvita.data.records import SyntheticClip, read_manifest
+from synvita.data.video import FrameSampler, read_video
+from synvita.generators.job import GenerateConfig, merge_manifest, run_generation, split_work
+from synvita.utils import stable_seed
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "generation" / "configs" / "tiny_cogvideox.yaml"
+TRIPLETS = REPO / "generation" / "configs" / "tiny_triplets.jsonl"
+
+
+def _config(out: Path, cache: Path, *extra: str, path: Path = TINY) -> GenerateConfig:
+    return load_config(GenerateConfig, path, [f"output_dir={out}", f"input={TRIPLETS}",
+                                              f"settings.cache_dir={cache}", *extra])
+
+
+def _frames(run: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(run)): read_video(p, FrameSampler("all")) for p in sorted(run.glob("clips/**/*.mp4"))}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny-cache")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache):
+    """One uninterrupted single-process run of the tiny CogVideoX config."""
+    out = tmp_path_factory.mktemp("reference")
+    counts = run_generation(_config(out, cache), show_progress=False)
+    merge_manifest(out)
+    return out, counts
+
+
+def test_generate_writes_complete_manifest_and_resumes(reference, cache):
+    out, counts = reference
+    train = [t for t in map(json.loads, TRIPLETS.read_text().splitlines()) if t["split"] == "train"]
+    assert counts == dict(done=2 * len(train), skipped=0, failed=0, total=2 * len(train))
+    records = read_manifest(out / "clips.jsonl", SyntheticClip)
+    assert sorted(r.id for r in records) == sorted(f"cogvideox/{t['id']}_{k:03d}" for t in train for k in (1, 2))
+    by_triplet = {t["id"]: t for t in train}
+    for r in records:
+        assert r.status == "done" and r.num_frames == 9 and r.error is None and r.elapsed > 0
+        assert r.caption == by_triplet[r.triplet_id]["negative"]
+        assert r.seed == stable_seed(r.id, "cogvideox", 0)
+        assert r.settings["steps"] == 2 and r.settings["fps"] == 8.0 and r.versions["diffusers"]
+        assert read_video(out / r.path, FrameSampler("all")).shape == (9, 16, 16, 3)
+    # Two clips of one caption differ (different seeds); a rerun redoes nothing.
+    clips = _frames(out)
+    assert not np.array_equal(clips["clips/cogvideox/tiny_park_001_001.mp4"], clips["clips/cogvideox/tiny_park_001_002.mp4"])
+    again = run_generation(_config(out, cache), show_progress=False)
+    assert again == dict(done=0, skipped=len(records), failed=0, total=len(records))
+
+
+def test_shards_make_the_same_clips(reference, cache, tmp_path):
+    items = list(range(23))
+    parts = [split_work(items, (i, 3), (r, 2)) for i in range(3) for r in range(2)]
+    assert sorted(x for p in parts for x in p) == items
+    for shard in ("0/2", "1/2"):
+        run_generation(_config(tmp_path, cache, f"shard={shard}"), show_progress=False)
+    ref_frames, frames = _frames(reference[0]), _frames(tmp_path)
+    assert frames.keys() == ref_frames.keys()
+    for name in frames:
+        np.testing.assert_array_equal(frames[name], ref_frames[name])
+
+
+def test_sigkill_then_restart_gives_the_same_clips(reference, cache, tmp_path):
+    cmd = [sys.executable, str(REPO / "generation" / "generate.py"), "--config", str(TINY),
+           f"output_dir={tmp_path}", f"input={TRIPLETS}", f"settings.cache_dir={cache}"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = tmp_path / "clips.d"
+    deadline = time.time() + 120
+    # Kill as soon as two clips are journaled: mid-run, possibly mid-write of the third.
+    while time.time() < deadline and sum(len(p.read_text().splitlines()) for p in journal.glob("*.jsonl")) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    journaled = sum(len(p.read_text().splitlines()) for p in journal.glob("*.jsonl"))
+    assert proc.returncode == -signal.SIGKILL and 2 <= journaled < 8, "the kill did not land mid-run"
+
+    counts = run_generation(_config(tmp_path, cache), show_progress=False)
+    assert counts["skipped"] == journaled and counts["done"] == 8 - journaled and counts["failed"] == 0
+    records = merge_manifest(tmp_path)
+    assert len(records) == len({r.id for r in records}) == 8
+    assert not list(tmp_path.rglob("*.tmp"))
+    ref = _frames(reference[0])
+    got = _frames(tmp_path)
+    assert got.keys() == ref.keys()
+    for name in got:
+        np.testing.assert_array_equal(got[name], ref[name])
+
+
+# An external generator given as a Python entry point: fails on one prompt, makes an odd-sized
+# (unencodable) clip for another, and draws the rest from the seed.
+def flaky_generator(prompts, seeds, options):
+    videos = []
+    for prompt, seed in zip(prompts, seeds):
+        if options.get("fail_on") and options["fail_on"] in prompt:
+            raise RuntimeError(f"simulated generator crash on {prompt!r}")
+        size = 15 if options.get("odd_on") and options["odd_on"] in prompt else 16
+        # Flat colours per frame: they survive H.264's chroma subsampling within a few levels.
+        colours = np.random.default_rng(seed).integers(16, 240, (5, 1, 1, 3), dtype=np.uint8)
+        videos.append(np.broadcast_to(colours, (5, size, 16, 3)).copy())
+    return videos
+
+
+def test_failing_clip_is_recorded_and_retried(tmp_path, cache):
+    base = [f"output_dir={tmp_path}", f"input={TRIPLETS}", "splits=[train]", "backend=external", "generator=flaky",
+            "settings={entry_point: 'test_generation_job:flaky_generator', fps: 4, "
+            "options: {fail_on: Three, odd_on: blue}}"]
+    cfg = load_config(GenerateConfig, None, base)
+    counts = run_generation(cfg, show_progress=False)
+    assert counts == dict(done=2, skipped=0, failed=2, total=4)
+    records = {r.triplet_id: r for r in merge_manifest(tmp_path)}
+    assert records["tiny_park_001"].status == "failed"
+    assert "simulated generator crash" in records["tiny_park_001"].error
+    assert records["tiny_street_001"].status == "failed" and "even width and height" in records["tiny_street_001"].error
+    assert records["tiny_gym_001"].status == "done" and records["tiny_kitchen_001"].status == "done"
+    assert not (tmp_path / records["tiny_park_001"].path).exists()
+
+    cfg.settings["options"] = {}
+    counts = run_generation(cfg, show_progress=False)
+    assert counts == dict(done=2, skipped=2, failed=0, total=4)
+    done = merge_manifest(tmp_path)
+    assert [r.status for r in done] == ["done"] * 4
+    park = next(r for r in done if r.triplet_id == "tiny_park_001")
+    np.testing.assert_allclose(read_video(tmp_path / park.path, FrameSampler("all")).astype(int),
+                               flaky_generator(["x"], [park.seed], {})[0], rtol=0, atol=3)
+
+
+def test_external_command_backend(tmp_path):
+    script = ("import json,sys,numpy as np; from synvita.data.video import write_video; "
+              "r=json.load(open(sys.argv[1])); "
+              "[write_video(f\"{r['out_dir']}/{i}.mp4\", np.full((3,8,8,3), s % 256, np.uint8), 4) "
+              "for i, s in enumerate(r['seeds'])]")
+    cfg = load_config(GenerateConfig, None, [
+        f"output_dir={tmp_path}", f"input={TRIPLETS}", "backend=external", "batch_size=4", "limit=2",
+        f"settings={{command: [{sys.executable!r}, -c, {json.dumps(script)}, '{{request}}'], fps: 4}}"])
+    assert run_generation(cfg, show_progress=False)["done"] == 2
+    for r in merge_manifest(tmp_path):
+        frames = read_video(tmp_path / r.path, FrameSampler("all"))
+        assert frames.shape == (3, 8, 8, 3) and abs(int(frames.mean()) - r.seed % 256) <= 2
+
+
+@pytest.mark.slow
+def test_two_processes_make_the_same_clips(cache, tmp_path):
+    import torch
+
+    # torchrun gives each of several processes one thread, and CPU kernels round differently with
+    # another thread count, so the single-process reference runs on one thread too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_generation(_config(tmp_path / "one", cache), show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    tmp_path = tmp_path / "two"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           str(REPO / "generation" / "generate.py"), "--config", str(TINY),
+           f"output_dir={tmp_path}", f"input={TRIPLETS}", f"settings.cache_dir={cache}"]
+    done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "ACCELERATE_USE_CPU": "true"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "clips.d").glob("*proc*of2.jsonl"))) == 2
+    records = read_manifest(tmp_path / "clips.jsonl", SyntheticClip)
+    assert len(records) == 8 and all(r.status == "done" for r in records)
+    ref, got = _frames(tmp_path.parent / "one"), _frames(tmp_path)
+    assert got.keys() == ref.keys()
+    for name in got:
+        np.testing.assert_array_equal(got[name], ref[name])
