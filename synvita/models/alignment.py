@@ -211,30 +211,42 @@ class AlignmentScorer:
         return self._readout(out.last_hidden_state[torch.arange(len(rows)), last.to(device)])
 
     def _shared(self, batch: PairBatch, video: int, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One LLM pass over the video's prefix, then its captions from the cached keys/values."""
+        """One LLM pass over the video's prefix, then its captions from the cached keys/values.
+
+        The captions of a chunk are packed into one row after the prefix, each seeing the prefix and
+        its own earlier tokens only (a block mask), so the prefix's keys/values are neither copied
+        per caption nor recomputed.
+        """
+        attention = self.lmm.model.config._attn_implementation
+        if attention not in ("sdpa", "eager"):
+            raise ValueError(f"prefix sharing passes a block attention mask, which {attention!r} attention "
+                             "does not take: load the model with attn_implementation='sdpa' (or 'eager'), "
+                             "or score with prefix_sharing=False")
         device, cache = self.lmm.device, batch.caches[video]
         prefix = cache.prefix_ids.unsqueeze(0)
         out = self.lmm.language_model(inputs_embeds=self._embeddings(prefix, [cache]),
                                       position_ids=cache.positions.unsqueeze(-2), use_cache=True)
         prefix_kv = [(k, v) for k, v, *_ in out.past_key_values]
+        dtype = self._embed.weight.dtype
         lp_yes, lp_no = [], []
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
-            n = len(chunk)
-            tails = [torch.tensor(batch.tail_ids[i], device=device) for i in chunk]
-            # Tails are right-padded: the prefix sits in the KV cache before them.
-            ids = self._pad(tails, self.lmm.tokenizer.pad_token_id or 0, side="right")
-            tail_mask = self._pad([torch.tensor(batch.tail_mask[i], device=device) for i in chunk], 0, "right")
-            mask = torch.cat([tail_mask.new_ones(n, prefix.shape[-1]), tail_mask], dim=-1)
-            pos = self._tail_positions(cache, ids.shape[-1])
-            pos = pos.unsqueeze(-2).expand(*pos.shape[:-1], n, ids.shape[-1])
-            kv = DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1))
-                                              for k, v in prefix_kv],
-                              config=self.lmm.model.config)
-            out = self.lmm.language_model(inputs_embeds=self._embed(ids), attention_mask=mask, position_ids=pos,
-                                          past_key_values=kv, use_cache=True)
-            last = torch.tensor([len(t) - 1 for t in tails], device=device)
-            y, no = self._readout(out.last_hidden_state[torch.arange(n, device=device), last])
+            lengths = [len(batch.tail_ids[i]) for i in chunk]
+            ids = torch.tensor([t for i in chunk for t in batch.tail_ids[i]], device=device)
+            visible = torch.tensor([m for i in chunk for m in batch.tail_mask[i]], device=device, dtype=torch.bool)
+            owner = torch.repeat_interleave(torch.arange(len(chunk), device=device),
+                                            torch.tensor(lengths, device=device))
+            offset = torch.cat([torch.arange(n, device=device) for n in lengths])
+            allowed = (owner[:, None] == owner[None, :]) & (offset[:, None] >= offset[None, :]) & visible[None, :]
+            allowed = torch.cat([allowed.new_ones(len(ids), prefix.shape[-1]), allowed], dim=-1)
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed,
+                                                                                      torch.finfo(dtype).min)
+            pos = cache.next_position.unsqueeze(-1) + offset
+            kv = DynamicCache(ddp_cache_data=prefix_kv, config=self.lmm.model.config)
+            out = self.lmm.language_model(inputs_embeds=self._embed(ids)[None], attention_mask=mask[None, None],
+                                          position_ids=pos.unsqueeze(-2), past_key_values=kv, use_cache=True)
+            last = torch.tensor(lengths, device=device).cumsum(0) - 1
+            y, no = self._readout(out.last_hidden_state[0, last])
             lp_yes.append(y)
             lp_no.append(no)
         return torch.cat(lp_yes), torch.cat(lp_no)
