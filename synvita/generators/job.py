@@ -278,16 +278,30 @@ def _run_import(cfg: GenerateConfig) -> int:
 
 # ---- command line ----
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, help="generation/configs/<backend>.yaml")
+def add_job_arguments(parser: argparse.ArgumentParser, config: str, example: str) -> None:
+    """The command line shared by the generation and scoring jobs."""
+    parser.add_argument("--config", required=True, type=Path, help=config)
     parser.add_argument("--shard", help="i/N: this job's share of the work (e.g. a SLURM array task)")
-    parser.add_argument("overrides", nargs="*", help="key=value settings, e.g. output_dir=runs/x settings.steps=20")
+    parser.add_argument("overrides", nargs="*", help=f"key=value settings, e.g. {example}")
+
+
+def job_overrides(args: argparse.Namespace) -> list[str]:
+    return list(args.overrides) + ([f"shard={args.shard}"] if args.shard else [])
+
+
+def job_main(doc: str, add_arguments, run, argv: list[str] | None) -> int:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser, "generation/configs/<backend>.yaml", "output_dir=runs/x settings.steps=20")
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides) + ([f"shard={args.shard}"] if args.shard else [])
     try:
-        cfg = load_config(GenerateConfig, args.config, overrides)
+        cfg = load_config(GenerateConfig, args.config, job_overrides(args))
         if cfg.backend == "import":
             return _run_import(cfg)
         state = process_state()
@@ -310,9 +324,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return job_main(__doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ YES_WORDS = ("Yes", "yes", " Yes", " yes")
 NO_WORDS = ("No", "no", " No", " no")
 
 
-class MemberError(RuntimeError):
+class MemberError(ValueError):
     """A member that cannot be built or used; the message names the member and the cause."""
 
 
