@@ -120,6 +120,17 @@ def test_gradients_flow_to_the_llm_only_and_sharing_gives_the_same_gradients(lmm
         assert torch.allclose(g, grads[1][name], atol=1e-4, rtol=1e-3), name
     lmm.model.zero_grad(set_to_none=True)
 
+    # Checkpointed layers drop the KV cache: sharing must then step aside, not read an empty cache.
+    plain = scorer.answer_logprobs(batch, prefix_sharing=False)[0].detach()
+    lmm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lmm.model.train()
+    try:
+        checkpointed = scorer.answer_logprobs(batch, prefix_sharing=True)[0].detach()
+    finally:
+        lmm.model.gradient_checkpointing_disable()
+        lmm.model.eval()
+    assert torch.allclose(checkpointed, plain, atol=1e-5)
+
 
 def test_vision_tower_runs_once_per_video(lmms, videos):
     lmm = lmms["video-llava"]

@@ -15,6 +15,7 @@ batch composition and prefix sharing give the same f up to float rounding.
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 from os import PathLike
 from typing import Sequence
@@ -26,6 +27,8 @@ from transformers import DynamicCache
 from synvita.data.video import FrameSampler, read_video
 from synvita.models.families import VideoLMM
 from synvita.text.lcs import caption_keep_token_mask
+
+log = logging.getLogger(__name__)
 
 QUESTION = 'Does this video entail the description: "{text}"?'
 
@@ -73,9 +76,10 @@ class AlignmentScorer:
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
         self.lmm, self.sampler, self.batch_size = lmm, sampler, batch_size
         self.prefix_sharing, self.padding_side = prefix_sharing, padding_side
+        self._told_checkpointing = False
         self.prefix_text, self.suffix_text = lmm.prompt_pieces(question)
         self._prefix_tokens = self._tokenize(self.prefix_text).input_ids
-        model = lmm.model
+        model = lmm.hf_model
         self._embed = model.get_input_embeddings()
         self._head = model.get_output_embeddings()
         self._feature_args = set(inspect.signature(model.model.get_video_features).parameters)
@@ -99,7 +103,7 @@ class AlignmentScorer:
                                    padding=True).to(lmm.device)
             pixels = {k: v for k, v in inputs.items() if k in self._feature_args}
             pixels["pixel_values_videos"] = pixels["pixel_values_videos"].to(self._embed.weight.dtype)
-            pooled = lmm.model.model.get_video_features(**pixels).pooler_output
+            pooled = lmm.hf_model.model.get_video_features(**pixels).pooler_output
             width = self._embed.embedding_dim
             per_video = ([p.reshape(-1, width) for p in pooled] if isinstance(pooled, (list, tuple))
                          else list(pooled.reshape(len(frames), -1, width)))
@@ -118,7 +122,7 @@ class AlignmentScorer:
         if not self.lmm.family.mrope:
             return (mask.long().cumsum(-1) - 1).clamp(min=0)
         extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "pixel_values_videos")}
-        positions, _ = self.lmm.model.model.get_rope_index(inputs["input_ids"], attention_mask=mask, **extra)
+        positions, _ = self.lmm.hf_model.model.get_rope_index(inputs["input_ids"], attention_mask=mask, **extra)
         return positions
 
     def _check_video_tokens(self, ids: torch.Tensor, features: torch.Tensor, frames: int) -> None:
@@ -217,7 +221,7 @@ class AlignmentScorer:
         its own earlier tokens only (a block mask), so the prefix's keys/values are neither copied
         per caption nor recomputed.
         """
-        attention = self.lmm.model.config._attn_implementation
+        attention = self.lmm.hf_model.config._attn_implementation
         if attention not in ("sdpa", "eager"):
             raise ValueError(f"prefix sharing passes a block attention mask, which {attention!r} attention "
                              "does not take: load the model with attn_implementation='sdpa' (or 'eager'), "
@@ -226,7 +230,10 @@ class AlignmentScorer:
         prefix = cache.prefix_ids.unsqueeze(0)
         out = self.lmm.language_model(inputs_embeds=self._embeddings(prefix, [cache]),
                                       position_ids=cache.positions.unsqueeze(-2), use_cache=True)
-        prefix_kv = [(k, v) for k, v, *_ in out.past_key_values]
+        prefix_kv = [(k, v) for k, v, *_ in out.past_key_values or []]
+        if not prefix_kv or any(k is None or k.shape[-2] != prefix.shape[-1] for k, _ in prefix_kv):
+            raise RuntimeError(f"{self.lmm.source}: the LLM did not cache the prefix's keys/values; "
+                               "score with prefix_sharing=False")
         dtype = self._embed.weight.dtype
         lp_yes, lp_no = [], []
         for start in range(0, len(rows), self.batch_size):
@@ -242,7 +249,7 @@ class AlignmentScorer:
             mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed,
                                                                                       torch.finfo(dtype).min)
             pos = cache.next_position.unsqueeze(-1) + offset
-            kv = DynamicCache(ddp_cache_data=prefix_kv, config=self.lmm.model.config)
+            kv = DynamicCache(ddp_cache_data=prefix_kv, config=self.lmm.hf_model.config)
             out = self.lmm.language_model(inputs_embeds=self._embed(ids)[None], attention_mask=mask[None, None],
                                           position_ids=pos.unsqueeze(-2), past_key_values=kv, use_cache=True)
             last = torch.tensor(lengths, device=device).cumsum(0) - 1
@@ -258,6 +265,13 @@ class AlignmentScorer:
         Keeps gradients (training); the vision features in `batch.caches` are constants.
         """
         sharing = self.prefix_sharing if prefix_sharing is None else prefix_sharing
+        hf = self.lmm.hf_model
+        if sharing and hf.training and hf.is_gradient_checkpointing:
+            # Checkpointed decoder layers drop the KV cache (transformers), so no prefix can be reused.
+            if not self._told_checkpointing:
+                log.warning("gradient checkpointing is on: scoring without prefix sharing")
+                self._told_checkpointing = True
+            sharing = False
         lp_yes = torch.empty(len(batch), device=self.lmm.device)
         lp_no = torch.empty(len(batch), device=self.lmm.device)
         if sharing:

@@ -125,12 +125,17 @@ class VideoLMM:
         return self.tokenizer.convert_tokens_to_ids(self.video_token)
 
     @property
+    def hf_model(self) -> torch.nn.Module:
+        """The transformers model, also after `model` was wrapped in a PEFT model."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    @property
     def language_model(self) -> torch.nn.Module:
-        return self.model.get_submodule(self.family.llm_module)
+        return self.hf_model.get_submodule(self.family.llm_module)
 
     @property
     def device(self) -> torch.device:
-        return self.model.get_output_embeddings().weight.device
+        return self.hf_model.get_output_embeddings().weight.device
 
     def prompt_pieces(self, question: str, placeholder: str = "{text}") -> tuple[str, str]:
         """The family's chat prompt for a video and `question`, split around `placeholder`.
