@@ -15,8 +15,10 @@ import synvita.scoring.ensemble as ensemble
 from synvita.config import load_config
 from synvita.data.records import ScoreRow, SyntheticClip, Triplet, read_manifest, write_manifest
 from synvita.data.video import FrameSampler, read_video
-from synvita.generators.job import GenerateConfig, import_clips, merge_manifest, run_generation
+from synvita.generators.job import GenerateConfig, merge_manifest, run_generation
+from synvita.generators.job import main as generate_main
 from synvita.scoring.job import ScoreConfig, finalize, run_scoring
+from synvita.scoring.job import main as score_main
 from synvita.scoring.members import MemberSpec, load_member
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,10 +140,12 @@ def test_synvita_samples_scored_end_to_end(shared_data, cache, tmp_path):
     # sample's caption, a wrong-caption control for the diagnostics.
     triplets = [Triplet(id=s, video=f"{s}.mp4", caption=captions[stems[(i + 1) % len(stems)]], negative=captions[s],
                         misalignment=None, source="synvita-samples", split="test") for i, s in enumerate(stems)]
-    write_manifest(tmp_path / "triplets.jsonl", triplets)
-    clips = import_clips(root, tmp_path, captions, triplets)
-    merge_manifest(tmp_path)
+    write_manifest(tmp_path / "given.jsonl", triplets)
+    assert generate_main(["--config", str(REPO / "generation" / "configs" / "import_synvita_samples.yaml"),
+                          f"output_dir={tmp_path}", f"settings.root={root}", f"input={tmp_path / 'given.jsonl'}"]) == 0
+    clips = read_manifest(tmp_path / "clips.jsonl", SyntheticClip)
     assert len(clips) == 9 and {c.generator for c in clips} == {"cogvideox", "lavie", "videocrafter2"}
+    assert all(c.caption == captions[c.triplet_id] and c.num_frames in (32, 49) for c in clips)
     cfg = _score_config(tmp_path, cache, MEMBERS, "frames=2")  # 2 frames keep this CPU test short
     assert run_scoring(cfg, show_progress=False)["decodes"] == 9
     records, summary = finalize(cfg)
@@ -150,3 +154,14 @@ def test_synvita_samples_scored_end_to_end(shared_data, cache, tmp_path):
     assert {(s["misalignment"], s["generator"]) for s in summary} >= {("unknown", "lavie"), ("all", "all")}
     rows = read_manifest(tmp_path / "scores.jsonl", ScoreRow)
     assert len(rows) == 9 * 3 * 2 and all(len(r.frames) == 2 and r.frames[0] == 0 for r in rows)
+
+
+def test_score_command_line(generated, cache, capsys):
+    config = REPO / "generation" / "configs" / "score_tiny.yaml"
+    assert score_main(["--config", str(config), f"run_dir={generated}", f"cache_dir={cache}"]) == 0
+    out = capsys.readouterr().out
+    assert "f̄(V^s,t^s) - f̄(V^s,t^r)" in out and "score: 3 clips in" in out
+    summary = json.loads((generated / "score_summary.json").read_text())
+    assert summary["members"] == ["tiny-llava-1.5", "tiny-instructblip", "tiny-qwen2-vl"] and summary["clips"] == 3
+    assert score_main(["--config", str(config), f"run_dir={generated}", "members=[]"]) == 2
+    assert "members: the ensemble needs at least one member" in capsys.readouterr().err
