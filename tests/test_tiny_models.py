@@ -59,3 +59,16 @@ def test_tiny_cli_builds_and_rejects_unknown_kinds(tmp_path, capsys):
     assert cli_main(["tiny", "--kind", "no-such-model", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "no-such-model" in err and "video-llava" in err
+
+
+def test_tiny_dispatches_to_the_pipeline_and_member_tables(tmp_path, capsys):
+    from synvita.generators.tiny_pipelines import TINY_PIPELINES
+    from synvita.models.tiny import _other_builders
+    from synvita.scoring.tiny_members import TINY_MEMBERS
+
+    others = _other_builders()
+    assert set(TINY_PIPELINES) | set(TINY_MEMBERS) == set(others) and not set(others) & set(TINY_KINDS)
+    kind = sorted(TINY_PIPELINES)[0]
+    assert cli_main(["tiny", "--kind", kind, "--out", str(tmp_path / kind)]) == 0
+    assert capsys.readouterr().out.strip().endswith(kind)
+    assert (tmp_path / kind / "model_index.json").is_file()

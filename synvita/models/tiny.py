@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ _OTHER_BUILDERS = {
 SIZES = {
     "tiny": dict(layers=2, hidden=64, heads=4, kv_heads=2, vision_hidden=32, vision_layers=2, image=28),
     "small": dict(layers=4, hidden=256, heads=8, kv_heads=4, vision_hidden=64, vision_layers=2, image=112),
+    # the toy world's base model (synvita.toyworld.basemodels): sees 4x4 patches, trains on 2 cores
+    "toy": dict(layers=3, hidden=128, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2, image=56),
 }
 
 _CORPUS = """
