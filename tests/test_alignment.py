@@ -102,6 +102,23 @@ def _edit_spans(spans):
     return edit
 
 
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_clips_of_any_length_and_size_share_one_call(kind, lmms):
+    lmm = lmms[kind]
+    rng = np.random.default_rng(11)
+    clips = [rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8) for n, h, w in ((1, 40, 48), (3, 80, 40), (5, 56, 112))]
+    size = lmm.processor.video_processor.size
+    if lmm.family.mrope:  # let Qwen's dynamic resolution give each clip its own grid
+        lmm.processor.video_processor.size = {"shortest_edge": 28 * 28, "longest_edge": 84 * 84}
+    try:
+        ref = reference_f(lmm, AlignmentScorer(lmm), clips, TEXTS[:3])
+        for sharing in (False, True):
+            got = AlignmentScorer(lmm, prefix_sharing=sharing).score(clips, TEXTS[:3]).double()
+            assert torch.allclose(got, ref, atol=TOL), (sharing, got, ref)
+    finally:
+        lmm.processor.video_processor.size = size
+
+
 def test_gradients_flow_to_the_llm_only_and_sharing_gives_the_same_gradients(lmms, videos):
     lmm = lmms["qwen2-vl"]
     scorer = AlignmentScorer(lmm, batch_size=2)

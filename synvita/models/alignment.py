@@ -96,24 +96,36 @@ class AlignmentScorer:
     @torch.no_grad()
     def encode(self, videos: Sequence[np.ndarray | str | PathLike]) -> list[VisionCache]:
         """Run the processor and the (frozen) vision tower once per video."""
-        lmm, caches = self.lmm, []
+        caches: list[VisionCache | None] = [None] * len(videos)
         for start in range(0, len(videos), self.batch_size):
-            frames = [self._frames(v) for v in videos[start:start + self.batch_size]]
-            inputs = lmm.processor(text=[self.prefix_text] * len(frames), videos=frames, return_tensors="pt",
-                                   padding=True).to(lmm.device)
-            pixels = {k: v for k, v in inputs.items() if k in self._feature_args}
-            pixels["pixel_values_videos"] = pixels["pixel_values_videos"].to(self._embed.weight.dtype)
-            pooled = lmm.hf_model.model.get_video_features(**pixels).pooler_output
-            width = self._embed.embedding_dim
-            per_video = ([p.reshape(-1, width) for p in pooled] if isinstance(pooled, (list, tuple))
-                         else list(pooled.reshape(len(frames), -1, width)))
-            positions = self._prefix_positions(inputs)
-            for row, (clip, features) in enumerate(zip(frames, per_video)):
-                keep = inputs["attention_mask"][row].bool()
-                ids = inputs["input_ids"][row][keep]
-                self._check_video_tokens(ids, features, len(clip))
-                caches.append(VisionCache(prefix_ids=ids, positions=positions[..., row, :][..., keep],
-                                          features=features, num_frames=len(clip)))
+            clips = {start + j: self._frames(v) for j, v in enumerate(videos[start:start + self.batch_size])}
+            # Processors stack a batch's frames, so clips of different lengths go in separate batches.
+            by_length: dict[int, list[int]] = {}
+            for i, clip in clips.items():
+                by_length.setdefault(len(clip), []).append(i)
+            for group in by_length.values():
+                for i, cache in zip(group, self._encode_batch([clips[i] for i in group])):
+                    caches[i] = cache
+        return caches
+
+    def _encode_batch(self, frames: list[np.ndarray]) -> list[VisionCache]:
+        lmm = self.lmm
+        inputs = lmm.processor(text=[self.prefix_text] * len(frames), videos=frames, return_tensors="pt",
+                               padding=True).to(lmm.device)
+        pixels = {k: v for k, v in inputs.items() if k in self._feature_args}
+        pixels["pixel_values_videos"] = pixels["pixel_values_videos"].to(self._embed.weight.dtype)
+        pooled = lmm.hf_model.model.get_video_features(**pixels).pooler_output
+        width = self._embed.embedding_dim
+        per_video = ([p.reshape(-1, width) for p in pooled] if isinstance(pooled, (list, tuple))
+                     else list(pooled.reshape(len(frames), -1, width)))
+        positions = self._prefix_positions(inputs)
+        caches = []
+        for row, (clip, features) in enumerate(zip(frames, per_video)):
+            keep = inputs["attention_mask"][row].bool()
+            ids = inputs["input_ids"][row][keep]
+            self._check_video_tokens(ids, features, len(clip))
+            caches.append(VisionCache(prefix_ids=ids, positions=positions[..., row, :][..., keep],
+                                      features=features, num_frames=len(clip)))
         return caches
 
     def _prefix_positions(self, inputs) -> torch.Tensor:
