@@ -185,3 +185,28 @@ def test_two_processes_make_the_same_clips(cache, tmp_path):
     assert got.keys() == ref.keys()
     for name in got:
         np.testing.assert_array_equal(got[name], ref[name])
+
+
+def test_backend_settings_and_the_generic_diffusers_backend(cache):
+    from synvita.generators.backends import BACKENDS, SettingsError, to_uint8
+
+    tiny = dict(model="tiny:wan", cache_dir=str(cache), device="cpu", height=16, width=16, num_frames=9,
+                steps=2, guidance=3.0, max_sequence_length=16, fps=16)
+    wan = BACKENDS.get("wan").from_settings(tiny)
+    generic = BACKENDS.get("diffusers").from_settings(tiny)  # class read from the checkpoint
+    assert type(generic.pipe).__name__ == "WanPipeline"
+    a, b = wan.generate(["a dog"], [3])[0], generic.generate(["a dog"], [3])[0]
+    assert a.dtype == np.uint8 and a.shape == (9, 16, 16, 3)
+    np.testing.assert_array_equal(a, b)
+    # A batch gives each prompt its own seeded noise: the first clip equals the single call
+    # (to one level: batched kernels may round differently).
+    np.testing.assert_allclose(wan.generate(["a dog", "a cat"], [3, 4])[0].astype(int), a, rtol=0, atol=1)
+    with pytest.raises(SettingsError, match="unknown setting.*stpes"):
+        BACKENDS.get("wan").from_settings({**tiny, "stpes": 3})
+    with pytest.raises(SettingsError, match="no pipeline class 'NoSuchPipeline'"):
+        BACKENDS.get("diffusers").from_settings({**tiny, "pipeline_class": "NoSuchPipeline"})
+    with pytest.raises(SettingsError, match="set `model`"):
+        BACKENDS.get("ltx-video").from_settings({})
+    with pytest.raises(FloatingPointError, match="NaN"):
+        to_uint8(np.full((2, 4, 4, 3), np.nan), "clip")
+    np.testing.assert_array_equal(to_uint8(np.array([0.0, 0.5, 1.2, -0.1]), "x"), [0, 128, 255, 0])

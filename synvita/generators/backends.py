@@ -52,7 +52,7 @@ class DiffusersBackend:
     pipeline_class: str | None = None  # None: the class named in the checkpoint (DiffusionPipeline)
     defaults = dict(
         model=None, pipeline_class=None, dtype="float32", device=None, steps=50, guidance=6.0,
-        height=480, width=720, num_frames=49, fps=8.0, negative_prompt="", max_sequence_length=226,
+        height=480, width=720, num_frames=49, fps=8.0, negative_prompt="", max_sequence_length=None,
         cpu_offload=False, vae_tiling=False, vae_slicing=False, cache_dir=None, call_kwargs={},
     )
 
@@ -90,11 +90,13 @@ class DiffusersBackend:
         import torch
 
         s = self.settings
+        # Not every pipeline takes max_sequence_length: it is passed only when set.
+        extra = {"max_sequence_length": s["max_sequence_length"]} if s["max_sequence_length"] else {}
         out = self.pipe(
             prompt=prompts, negative_prompt=[s["negative_prompt"]] * len(prompts),
             num_inference_steps=s["steps"], guidance_scale=s["guidance"], height=s["height"], width=s["width"],
-            num_frames=s["num_frames"], max_sequence_length=s["max_sequence_length"], output_type="np",
-            generator=[torch.Generator().manual_seed(seed) for seed in seeds], **s["call_kwargs"],
+            num_frames=s["num_frames"], output_type="np",
+            generator=[torch.Generator().manual_seed(seed) for seed in seeds], **extra, **s["call_kwargs"],
         ).frames
         return [to_uint8(video, f"{self.name} prompt {p!r}") for video, p in zip(out, prompts)]
 
@@ -108,7 +110,8 @@ def _family(name: str, pipeline_class: str, **defaults):
 
 BACKENDS.register("diffusers", DiffusersBackend)
 # Defaults follow each model card: resolution, frame count and native frame rate.
-_family("cogvideox", "CogVideoXPipeline", height=480, width=720, num_frames=49, fps=8.0, guidance=6.0)
+_family("cogvideox", "CogVideoXPipeline", height=480, width=720, num_frames=49, fps=8.0, guidance=6.0,
+        max_sequence_length=226)
 _family("ltx-video", "LTXPipeline", height=480, width=704, num_frames=161, fps=24.0, guidance=3.0, steps=50,
         max_sequence_length=128)
 _family("wan", "WanPipeline", height=480, width=832, num_frames=81, fps=16.0, guidance=5.0,
