@@ -169,6 +169,8 @@ def test_video_token_mismatch_says_what_to_change(lmms, videos):
             scorer.score([videos[0]], ["a cat"])
     finally:
         lmm.processor.num_additional_image_tokens = 1
+    with pytest.raises(ValueError, match="contains the video placeholder"):
+        scorer.score([videos[0]], ["a <video> cat"])
 
 
 def test_entail_command_prints_f_per_text_in_order(tmp_path, capsys):

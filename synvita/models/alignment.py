@@ -165,6 +165,8 @@ class AlignmentScorer:
         else:
             enc = self._tokenize(caption + self.suffix_text, offsets=True)
             ids, offsets = enc.input_ids, enc.offset_mapping
+        if self.lmm.video_token_id in ids:
+            raise ValueError(f"caption {caption!r} contains the video placeholder {self.lmm.video_token!r}")
         if keep_spans is None:
             return ids, [1] * len(ids)
         keep = caption_keep_token_mask(offsets, 0, len(caption), keep_spans)
@@ -195,10 +197,8 @@ class AlignmentScorer:
     def _embeddings(self, ids: torch.Tensor, caches: list[VisionCache]) -> torch.Tensor:
         embeds = self._embed(ids)
         video = (ids == self.lmm.video_token_id).unsqueeze(-1)
-        if caches:
-            features = torch.cat([c.features for c in caches]).to(embeds.dtype)
-            embeds = embeds.masked_scatter(video, features)
-        return embeds
+        features = torch.cat([c.features for c in caches]).to(embeds.dtype)
+        return embeds.masked_scatter(video, features)
 
     def _readout(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logp = torch.log_softmax(self._head(hidden).float(), dim=-1)
