@@ -313,10 +313,10 @@ class AlignmentScorer:
         """f for each pair (videos[i], texts[i]); a video passed several times is encoded once."""
         if len(videos) != len(texts):
             raise ValueError(f"{len(videos)} videos for {len(texts)} texts")
-        slot: dict[int, int] = {}
+        slot: dict[int | str, int] = {}
         unique, index = [], []
         for v in videos:
-            key = id(v) if isinstance(v, np.ndarray) else hash(str(v))
+            key = id(v) if isinstance(v, np.ndarray) else str(v)
             if key not in slot:
                 slot[key] = len(unique)
                 unique.append(v)
