@@ -210,3 +210,38 @@ def test_backend_settings_and_the_generic_diffusers_backend(cache):
     with pytest.raises(FloatingPointError, match="NaN"):
         to_uint8(np.full((2, 4, 4, 3), np.nan), "clip")
     np.testing.assert_array_equal(to_uint8(np.array([0.0, 0.5, 1.2, -0.1]), "x"), [0, 128, 255, 0])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "generation" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_is_valid(path):
+    from synvita.generators.backends import BACKENDS
+    from synvita.scoring.job import ScoreConfig
+    from synvita.scoring.members import MEMBERS
+
+    if path.name.startswith("score_"):
+        cfg = load_config(ScoreConfig, path)
+        assert all(spec.resolved()[0] in MEMBERS for spec in cfg.members)
+        return
+    cfg = load_config(GenerateConfig, path)
+    if cfg.backend != "import":
+        unknown = set(cfg.settings) - set(BACKENDS.get(cfg.backend).defaults)
+        assert not unknown, f"{path.name}: settings the backend rejects: {unknown}"
+
+
+def test_journal_merge_rules(tmp_path):
+    from synvita.data.records import append_record
+
+    def rec(status, clip="g/a_001"):
+        return SyntheticClip(id=clip, triplet_id="a", caption="c", generator="g", seed=1, path=f"clips/{clip}.mp4",
+                             status=status, error=None if status == "done" else "boom", num_frames=3)
+
+    journals = tmp_path / "clips.d"
+    append_record(journals / "w1.jsonl", rec("done"))
+    append_record(journals / "w1.jsonl", rec("failed"))  # the same worker later failed: latest wins
+    append_record(journals / "w1.jsonl", rec("failed", "g/b_001"))
+    append_record(journals / "w2.jsonl", rec("done", "g/b_001"))  # another split made it: done wins
+    assert {r.id: r.status for r in merge_manifest(tmp_path)} == {"g/a_001": "failed", "g/b_001": "done"}
+    with pytest.raises(Exception, match="misalignments: colour not among"):
+        load_config(GenerateConfig, None, ["output_dir=x", "backend=wan", "input=x.jsonl", "misalignments=[colour]"])
+    with pytest.raises(Exception, match="input: a VideoCon CSV"):
+        load_config(GenerateConfig, None, ["output_dir=x", "backend=wan"])

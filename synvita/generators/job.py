@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from synvita.config import ConfigError, dump_resolved, load_config
-from synvita.data.records import SyntheticClip, Triplet, append_record, read_manifest, write_manifest
+from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, append_record, read_manifest, write_manifest
 from synvita.utils import stable_seed
 
 # Modules that register backends of their own into BACKENDS when imported.
@@ -52,6 +52,11 @@ class GenerateConfig:
     def __post_init__(self):
         if self.clips_per_caption < 1 or self.batch_size < 1:
             raise ValueError("clips_per_caption and batch_size must be >= 1")
+        unknown = sorted(set(self.misalignments) - set(MISALIGNMENTS))
+        if unknown:
+            raise ValueError(f"misalignments: {', '.join(unknown)} not among {', '.join(MISALIGNMENTS)}")
+        if self.input is None and self.backend != "import":
+            raise ValueError("input: a VideoCon CSV or a triplet manifest is required")
         parse_shard(self.shard)
 
 
@@ -70,7 +75,10 @@ def read_triplets(path: Path, video_root: Path = Path(".")) -> list[Triplet]:
     from synvita.data.videocon import read_human_csv, read_llm_csv
 
     if path.suffix == ".csv":
-        header = path.open(encoding="utf-8-sig").readline() if path.is_file() else ""
+        header = ""
+        if path.is_file():
+            with path.open(encoding="utf-8-sig") as f:
+                header = f.readline().strip()
         reader = read_human_csv if "video_url" in header.split(",") else read_llm_csv
         return reader(path, video_root)
     return read_manifest(path, Triplet)
@@ -88,14 +96,16 @@ def split_work(items: list, shard: tuple[int, int], process: tuple[int, int]) ->
     return items[i::n][r::p]
 
 
-def load_journals(run_dir: Path, name: str = "clips") -> list[SyntheticClip]:
-    """All journaled outcomes, one per clip id: a done record wins over a failed one."""
-    latest: dict[str, SyntheticClip] = {}
-    for journal in sorted((run_dir / f"{name}.d").glob("*.jsonl")):
-        for rec in read_manifest(journal, SyntheticClip):
-            if rec.status == "done" or latest.get(rec.id, rec).status != "done":
-                latest[rec.id] = rec
-    return sorted(latest.values(), key=lambda r: r.id)
+def load_journals(run_dir: Path) -> list[SyntheticClip]:
+    """All journaled outcomes, one per clip id. Within a journal (one worker, in time order) the
+    last line wins; across journals (other splits of the work) a done record wins over a failed one."""
+    merged: dict[str, SyntheticClip] = {}
+    for journal in sorted((Path(run_dir) / "clips.d").glob("*.jsonl")):
+        latest = {rec.id: rec for rec in read_manifest(journal, SyntheticClip)}
+        for rec in latest.values():
+            if rec.status == "done" or merged.get(rec.id, rec).status != "done":
+                merged[rec.id] = rec
+    return sorted(merged.values(), key=lambda r: r.id)
 
 
 def merge_manifest(run_dir: Path) -> list[SyntheticClip]:

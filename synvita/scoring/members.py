@@ -102,7 +102,8 @@ class HFMember:
                 last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
                 logits = logits[torch.arange(len(chunk)), last]
             probs = logits.float().softmax(-1)
-            out[start:start + len(chunk)] = probs[:, self.yes_ids].sum(-1).cpu()
+            # Summed float32 probabilities can overshoot 1 by an ulp.
+            out[start:start + len(chunk)] = probs[:, self.yes_ids].sum(-1).clamp(0.0, 1.0).cpu()
         return out.view(len(frames), len(texts))
 
 
