@@ -11,6 +11,7 @@ while saving leaves the previous checkpoint as the latest one; leftovers are rem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -59,7 +60,7 @@ def resolve_resume(resume_from: str | None, root: Path) -> Path | None:
     return path
 
 
-def save_checkpoint(accelerator: Accelerator, model, peft_model, root: Path, state: dict, keep: int) -> Path:
+def save_checkpoint(accelerator: Accelerator, peft_model, root: Path, state: dict, keep: int) -> Path:
     """Write checkpoint `step-<state['step']>` collectively (every process must call this)."""
     final = root / f"step-{state['step']:07d}"
     tmp = root / f".tmp-{final.name}"
@@ -67,12 +68,11 @@ def save_checkpoint(accelerator: Accelerator, model, peft_model, root: Path, sta
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    # Under ZeRO-3 the parameters are partitioned: gathering is collective, saving is not.
-    full_state = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        prefix = _prefix_of(accelerator.unwrap_model(model), peft_model)
-        adapter_state = {k[len(prefix):]: v for k, v in full_state.items() if k.startswith(prefix)}
-        peft_model.save_pretrained(tmp / "adapter", state_dict=adapter_state, safe_serialization=True)
+    # Under ZeRO-3 the parameters are partitioned: only the adapter's are gathered (collectively).
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    with _gathered(accelerator, trainable):
+        if accelerator.is_main_process:
+            peft_model.save_pretrained(tmp / "adapter", safe_serialization=True)
     kwargs = {"exclude_frozen_parameters": True} if _is_deepspeed(accelerator) else {}
     accelerator.save_state(str(tmp), **kwargs)
     accelerator.wait_for_everyone()
@@ -102,9 +102,10 @@ def load_checkpoint(accelerator: Accelerator, peft_model, path: Path) -> dict:
     return json.loads((path / "trainer_state.json").read_text())
 
 
-def _prefix_of(root_module, sub_module) -> str:
-    """The state-dict key prefix of `sub_module` inside `root_module` ("" when they are the same)."""
-    for name, module in root_module.named_modules():
-        if module is sub_module:
-            return f"{name}." if name else ""
-    raise ValueError("the PEFT model is not part of the trained module")
+def _gathered(accelerator: Accelerator, params):
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None or plugin.zero_stage != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params)

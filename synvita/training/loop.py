@@ -48,6 +48,7 @@ class Objective(nn.Module):
 
 
 def _build_model(cfg: TrainConfig, accelerator):
+    from accelerate.utils import set_seed
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from synvita.models.families import load_video_lmm
@@ -64,6 +65,9 @@ def _build_model(cfg: TrainConfig, accelerator):
     targets = cfg.lora.target_modules if cfg.lora.target_modules is not None else lmm.family.lora_targets
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=targets, bias="none")
+    # LoRA's A init draws from the global RNG; seeding here keeps it independent of how the base
+    # was loaded (ZeRO-3's partitioned load consumes random numbers differently).
+    set_seed(cfg.seed)
     peft_model = get_peft_model(lmm.model, lora)
     peft_model.train()
     return lmm, peft_model
@@ -88,7 +92,6 @@ def _configure_deepspeed(accelerator, cfg: TrainConfig) -> None:
     ds = plugin.deepspeed_config
     ds["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
     ds["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
-    ds["train_batch_size"] = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
     ds["gradient_clipping"] = cfg.optim.max_grad_norm or 0.0
 
 
@@ -116,6 +119,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
+    log.info("%s, %d process(es), device %s", accelerator.distributed_type, accelerator.num_processes, accelerator.device)
     _configure_deepspeed(accelerator, cfg)
     set_seed(cfg.seed)
 
@@ -134,6 +138,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                            FeatureCache(cache, lmm.source, cfg.data.frames.describe()) if cache else None)
     objective = Objective(peft_model, scorer, cfg)
     params = [p for p in objective.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in params)  # before ZeRO-3 partitions them
     optimizer = _optimizer(cfg, params)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, total_steps)
     objective, optimizer = accelerator.prepare(objective, optimizer)
@@ -151,7 +156,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     if accelerator.is_main_process:
         dump_resolved(cfg, out / "resolved.yaml")
     accelerator.init_trackers("synvita")
-    n_trainable = sum(p.numel() for p in params)
     log.info("%d examples, %d steps/epoch, %d steps; %d trainable parameters", len(examples), per_epoch,
              total_steps, n_trainable)
 
@@ -193,7 +197,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 state["epoch"] += 1
                 state["step_in_epoch"] = 0
             if done or state["step"] % cfg.save_every == 0:
-                final = checkpoints.save_checkpoint(accelerator, objective, peft_model, ckpt_root, dict(state),
+                final = checkpoints.save_checkpoint(accelerator, peft_model, ckpt_root, dict(state),
                                                     cfg.keep_checkpoints)
             if done or state["step_in_epoch"] == 0:
                 break
