@@ -76,7 +76,9 @@ def test_batched_p_yes_matches_single_pairs(kind, tiny_dirs, frames, tmp_path):
 
 def test_yes_no_tokens_and_template(tiny_dirs):
     member = load_member(MemberSpec(name="q", kind="qwen2-vl", model=str(tiny_dirs["qwen2-vl-image"]),
-                                    template='Is "{text}" shown? Yes or no.'))
+                                    template='Is "{text}" shown? Yes or no.',
+                                    processor_kwargs={"size": {"shortest_edge": 3136, "longest_edge": 3136}}))
+    assert member.processor.image_processor.size.longest_edge == 3136
     tok = member.processor.tokenizer
     assert tok.convert_tokens_to_ids("Yes") in member.yes_ids
     assert tok.convert_tokens_to_ids("No") in member.no_ids

@@ -47,7 +47,8 @@ class HFKind:
     model_types: tuple[str, ...]  # config.model_type values the class accepts
 
     def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
-             device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+             device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False,
+             processor_kwargs: dict | None = None):
         import transformers
 
         config = transformers.AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
@@ -56,7 +57,8 @@ class HFKind:
                               f"but {self.model_class} expects {' or '.join(self.model_types)}")
         cls = getattr(transformers, self.model_class)
         net = cls.from_pretrained(model, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
-        processor = transformers.AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
+        processor = transformers.AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code,
+                                                               **(processor_kwargs or {}))
         return HFMember(name, net.to(device).eval(), processor, template=template, batch_size=batch_size)
 
 
@@ -112,7 +114,10 @@ class T2VMetricsKind:
     """CLIP-FlanT5 (and any other VQAScore model) through the optional `t2v_metrics` package."""
 
     def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
-             device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+             device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False,
+             processor_kwargs: dict | None = None):
+        if processor_kwargs:
+            raise MemberError(f"member {name!r}: t2v_metrics models take no processor_kwargs")
         try:
             import t2v_metrics
         except ImportError:
@@ -174,6 +179,9 @@ class MemberSpec:
     batch_size: int = 8
     dtype: str = "float32"
     trust_remote_code: bool = False
+    # Passed to AutoProcessor, e.g. {size: {shortest_edge: 200704, longest_edge: 401408}} to bound
+    # the image tokens Qwen2-VL makes of a large frame.
+    processor_kwargs: dict = dataclasses.field(default_factory=dict)
 
     def resolved(self) -> tuple[str, str]:
         if self.kind and self.model:
@@ -191,4 +199,5 @@ def load_member(spec: MemberSpec, device: str | torch.device = "cpu", cache_dir:
     kind, model = spec.resolved()
     return MEMBERS.get(kind).load(
         spec.name, materialize(model, cache_dir), template=spec.template, batch_size=spec.batch_size,
-        device=device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
+        device=device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code,
+        processor_kwargs=spec.processor_kwargs)
