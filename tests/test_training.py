@@ -14,7 +14,7 @@ from training_data import make_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "recipes" / "configs" / "tiny" / "synvita_cpu.yaml"
-METRIC_KEYS = {"step", "lr", "loss", "loss_real", "loss_syn", "loss_scr", "w_mean", "w_min", "w_max", "w_zero_share"}
+METRIC_KEYS = {"step", "lr", "loss", "loss_real", "loss_syn", "loss_scr", "loss_explanation", "w_mean", "w_min", "w_max", "w_zero_share"}
 
 
 @pytest.fixture(scope="session")
@@ -173,3 +173,36 @@ def test_deepspeed_zero_initialises_steps_saves_and_resumes(tiny_setup, tmp_path
     launch(tmp_path, tiny_setup, "ds", ["--config_file", str(config)], *args, "resume_from=latest")
     assert [m["step"] for m in metrics(out)] == [1, 2, 3, 4, 3, 4]
     assert_same_adapter(adapter(plain.checkpoint), adapter(out / "checkpoints" / "step-0000004"), atol=1e-4)
+
+
+def test_explanation_nll_matches_the_models_own_label_loss(tiny_setup):
+    from synvita.data.video import read_video
+    from synvita.models.families import load_video_lmm
+    from synvita.training.config import DataConfig
+    from synvita.training.data import load_examples
+    from synvita.training.views import EXPLAIN_QUESTION, explanation_nll
+
+    lmm = load_video_lmm(tiny_setup[0])
+    examples, _ = load_examples(DataConfig(triplets=tiny_setup[1] / "triplets.jsonl"), "fixed")
+    frames = [read_video(e.video) for e in examples[:2]]
+    got = explanation_nll(lmm, examples[:2], frames)
+
+    # Independent: the model's built-in loss with labels masked up to the processed prompt's length.
+    for e, clip, value in zip(examples[:2], frames, got):
+        before, after = lmm.prompt_pieces(EXPLAIN_QUESTION)
+        prompt = before + e.triplet.negative + after
+        full = lmm.processor(text=[prompt + " " + e.triplet.nle + lmm.tokenizer.eos_token], videos=[clip],
+                             return_tensors="pt")
+        n_prompt = lmm.processor(text=[prompt], videos=[clip], return_tensors="pt")["input_ids"].shape[1]
+        labels = full["input_ids"].clone()
+        labels[:, :n_prompt] = -100
+        with torch.no_grad():
+            want = lmm.model(**full, labels=labels).loss
+        torch.testing.assert_close(value.detach(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_explanations_add_their_loss(tiny_setup, tmp_path):
+    run(make_cfg(tiny_setup, tmp_path, "max_steps=1", "data.explanations=true"))
+    (m,) = metrics(tmp_path)
+    assert m["loss_explanation"] > 0
+    assert m["loss"] == pytest.approx(m["loss_real"] + m["loss_syn"] + m["loss_scr"] + m["loss_explanation"], rel=1e-6)

@@ -21,7 +21,7 @@ from synvita.training import checkpoints
 from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
 from synvita.training.losses import synvita_objective
-from synvita.training.views import FeatureCache, TripletScorer
+from synvita.training.views import FeatureCache, TripletScorer, explanation_nll
 
 log = logging.getLogger("synvita.train")
 
@@ -43,7 +43,13 @@ class Objective(nn.Module):
         views, w, has_clip = self.scorer(list(examples), list(real), list(syn), use_syn=loss.syn, use_scr=loss.scr)
         parts = synvita_objective(views, w, denominator=self.cfg.per_device_batch_size, gamma=loss.gamma,
                                   lambda_scr=loss.lambda_scr, syn=loss.syn, scr=loss.scr)
-        return {"loss": parts.total, "loss_real": parts.real, "loss_syn": parts.syn, "loss_scr": parts.scr,
+        explanation = parts.total.new_zeros(())
+        if self.cfg.data.explanations:
+            # Same normalisation as the other parts: a sum over triplets / B.
+            explanation = explanation_nll(self.scorer.scorer.lmm, list(examples), list(real)).sum()
+            explanation = explanation / self.cfg.per_device_batch_size
+        return {"loss": parts.total + loss.lambda_explanation * explanation, "loss_real": parts.real,
+                "loss_syn": parts.syn, "loss_scr": parts.scr, "loss_explanation": explanation,
                 "w": w.detach(), "has_clip": has_clip}
 
 
@@ -210,12 +216,12 @@ def _step_metrics(accelerator, step_logs: list[dict], step: int, lr: float) -> d
     """One optimizer step's losses (mean over processes) and weight statistics (over all its clips)."""
     accum = len(step_logs)
     losses = torch.stack([sum(s[k] for s in step_logs) / accum
-                          for k in ("loss", "loss_real", "loss_syn", "loss_scr")])
+                          for k in ("loss", "loss_real", "loss_syn", "loss_scr", "loss_explanation")])
     losses = accelerator.reduce(losses.to(accelerator.device), "mean").tolist()
     w = accelerator.gather(torch.cat([s["w"] for s in step_logs]).to(accelerator.device))
     has = accelerator.gather(torch.cat([s["has_clip"] for s in step_logs]).to(accelerator.device)).bool()
     w = w[has]
-    record = dict(zip(("loss", "loss_real", "loss_syn", "loss_scr"), losses))
+    record = dict(zip(("loss", "loss_real", "loss_syn", "loss_scr", "loss_explanation"), losses))
     record = {"step": step, "lr": lr, **record}
     if len(w):
         record.update(w_mean=w.mean().item(), w_min=w.min().item(), w_max=w.max().item(),

@@ -21,6 +21,7 @@ import torch
 from synvita.text.lcs import shared_spans
 from synvita.training.data import Example
 
+EXPLAIN_QUESTION = 'What is the misalignment between this video and the description: "{text}"?'
 REAL_VIEWS = ("rr", "rs", "rp")
 SYN_VIEWS = ("ss", "sr", "sp")
 
@@ -119,3 +120,41 @@ class TripletScorer:
         has_clip = torch.tensor([s is not None for s in syn], device=device, dtype=torch.float32)
         w = torch.tensor([e.w for e in examples], device=device, dtype=torch.float32) * has_clip
         return views, w, has_clip
+
+
+def explanation_nll(lmm, examples: list[Example], frames: list[np.ndarray]) -> torch.Tensor:
+    """VideoCon's explanation task: mean token NLL of each triplet's `nle` given (V^r, t^s), shape (B,).
+
+    Triplets without an `nle` get 0. This is ordinary teacher-forced language modelling through the
+    model's own forward (its own video handling), so it costs one more vision pass per explained video.
+    """
+    device = lmm.device
+    losses = torch.zeros(len(examples), device=device)
+    rows = [i for i, e in enumerate(examples) if e.triplet.nle]
+    if not rows:
+        return losses
+    before, after = lmm.prompt_pieces(EXPLAIN_QUESTION)
+    gap = "" if after.endswith((" ", "\n")) else " "
+    prompts = [before + examples[i].triplet.negative + after for i in rows]
+    answers = [gap + examples[i].triplet.nle + (lmm.tokenizer.eos_token or "") for i in rows]
+    videos = [frames[i] for i in rows]
+    tok = lmm.tokenizer
+    prompt_len = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
+    full_len = [len(tok(p + a, add_special_tokens=False).input_ids) for p, a in zip(prompts, answers)]
+    side, tok.padding_side = tok.padding_side, "right"
+    try:
+        inputs = lmm.processor(text=[p + a for p, a in zip(prompts, answers)], videos=videos, return_tensors="pt",
+                               padding=True).to(device)
+    finally:
+        tok.padding_side = side
+    logits = lmm.model(**inputs).logits[:, :-1].float()
+    targets = inputs["input_ids"][:, 1:]
+    # Answer tokens are the last (full - prompt) real tokens of each row; the video placeholder's
+    # expansion adds the same count to both lengths, so counting from the row's end is exact.
+    ends = inputs["attention_mask"].sum(-1) - 1
+    mask = torch.zeros_like(targets, dtype=torch.bool)
+    for r, (p, f) in enumerate(zip(prompt_len, full_len)):
+        mask[r, ends[r] - (f - p):ends[r]] = True
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    per_row = (nll * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    return losses.index_put((torch.tensor(rows, device=device),), per_row)
