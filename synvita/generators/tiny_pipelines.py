@@ -50,7 +50,6 @@ def _t5_encoder(tokenizer, umt5: bool = False):
 def _cogvideox():
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
 
-    tokenizer = local_t5_tokenizer()
     transformer = CogVideoXTransformer3DModel(
         num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=2,
         text_embed_dim=TEXT_DIM, num_layers=1, sample_width=2, sample_height=2, sample_frames=9,
@@ -61,16 +60,12 @@ def _cogvideox():
         block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2,
         temporal_compression_ratio=4,
     )
-    return CogVideoXPipeline(
-        tokenizer=tokenizer, text_encoder=_t5_encoder(tokenizer), vae=vae, transformer=transformer,
-        scheduler=CogVideoXDDIMScheduler(),
-    )
+    return CogVideoXPipeline, dict(transformer=transformer, vae=vae, scheduler=CogVideoXDDIMScheduler())
 
 
 def _ltx_video():
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
 
-    tokenizer = local_t5_tokenizer()
     transformer = LTXVideoTransformer3DModel(
         in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4,
         attention_head_dim=8, cross_attention_dim=32, num_layers=1, caption_channels=TEXT_DIM,
@@ -82,16 +77,12 @@ def _ltx_video():
         decoder_layers_per_block=(1, 1, 1, 1, 1), patch_size=1, patch_size_t=1, encoder_causal=True,
         decoder_causal=False,
     )
-    return LTXPipeline(
-        tokenizer=tokenizer, text_encoder=_t5_encoder(tokenizer), vae=vae, transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-    )
+    return LTXPipeline, dict(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler())
 
 
 def _wan():
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
-    tokenizer = local_t5_tokenizer()
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
         out_channels=16, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, num_layers=2,
@@ -99,19 +90,22 @@ def _wan():
     )
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True])
-    return WanPipeline(
-        tokenizer=tokenizer, text_encoder=_t5_encoder(tokenizer, umt5=True), vae=vae, transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-    )
+    return WanPipeline, dict(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
 
 
-_MAKERS: dict[str, Callable] = {"cogvideox": _cogvideox, "ltx-video": _ltx_video, "wan": _wan}
+# kind -> (denoiser and VAE maker, whether the text encoder is UMT5 as in Wan).
+_MAKERS: dict[str, tuple[Callable, bool]] = {
+    "cogvideox": (_cogvideox, False), "ltx-video": (_ltx_video, False), "wan": (_wan, True),
+}
 
 
 def make_tiny_pipeline(kind: str, seed: int = 0):
     """The tiny pipeline of `kind` in memory, weights drawn from `seed`, every module in eval mode."""
+    make, umt5 = _MAKERS[kind]
     torch.manual_seed(seed)
-    pipe = _MAKERS[kind]()
+    pipeline_cls, parts = make()
+    tokenizer = local_t5_tokenizer()
+    pipe = pipeline_cls(tokenizer=tokenizer, text_encoder=_t5_encoder(tokenizer, umt5), **parts)
     for module in pipe.components.values():
         if isinstance(module, torch.nn.Module):
             module.eval()
