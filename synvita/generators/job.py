@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -135,8 +134,9 @@ def get_backend(cfg: GenerateConfig):
         for module in BUILTIN_PLUGINS:
             try:
                 importlib.import_module(module)
-            except ModuleNotFoundError:
-                pass
+            except ModuleNotFoundError as err:
+                if err.name != module:  # a plugin that is there but broken must say so
+                    raise
     return BACKENDS.get(cfg.backend).from_settings(dict(cfg.settings))
 
 
