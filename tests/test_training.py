@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -206,3 +207,38 @@ def test_explanations_add_their_loss(tiny_setup, tmp_path):
     (m,) = metrics(tmp_path)
     assert m["loss_explanation"] > 0
     assert m["loss"] == pytest.approx(m["loss_real"] + m["loss_syn"] + m["loss_scr"] + m["loss_explanation"], rel=1e-6)
+
+
+def test_feature_cache_reuses_real_video_features_and_keys_on_settings(tiny_setup, tmp_path):
+    import os
+
+    from synvita.data.video import FrameSampler, read_video
+    from synvita.models.alignment import AlignmentScorer
+    from synvita.models.families import load_video_lmm
+    from synvita.training.config import DataConfig
+    from synvita.training.data import load_examples
+    from synvita.training.views import FeatureCache, TripletScorer
+
+    lmm = load_video_lmm(tiny_setup[0])
+    examples, _ = load_examples(DataConfig(triplets=tiny_setup[1] / "triplets.jsonl"), "fixed")
+    examples = examples[:2]
+    frames = [read_video(e.video) for e in examples]
+    cache = FeatureCache(tmp_path, lmm.source, FrameSampler().describe())
+    scorer = AlignmentScorer(lmm)
+    with torch.no_grad():
+        fresh = TripletScorer(scorer)(examples, frames, [None, None], use_syn=False, use_scr=True)[0]
+        first = TripletScorer(scorer, cache)(examples, frames, [None, None], use_syn=False, use_scr=True)[0]
+        assert len(list(tmp_path.glob("*.safetensors"))) == 2
+        # Frames that are not the video's: only a cache hit can still give the true scores.
+        blank = [np.zeros_like(f) for f in frames]
+        cached = TripletScorer(scorer, cache)(examples, blank, [None, None], use_syn=False, use_scr=True)[0]
+    for name in fresh:
+        for a, b, c in zip(fresh[name], first[name], cached[name]):
+            torch.testing.assert_close(a, b)
+            torch.testing.assert_close(a, c)
+    video = examples[0].video
+    assert FeatureCache(tmp_path, lmm.source, "uniform-4").path(video) != cache.path(video)
+    assert FeatureCache(tmp_path, "other-model", "uniform-8").path(video) != cache.path(video)
+    before = cache.path(video)
+    os.utime(video, ns=(1, 1))
+    assert cache.path(video) != before
