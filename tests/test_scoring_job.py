@@ -67,7 +67,7 @@ def test_generate_then_score_complete_and_by_hand(generated, cache, count_decode
     records, summary = finalize(cfg)
     clips = read_manifest(generated / "clips.jsonl", SyntheticClip)
     triplets = {t.id: t for t in read_manifest(generated / "triplets.jsonl", Triplet)}
-    assert counts == dict(scored=3, cached=0, total=3, decodes=3)
+    assert counts == dict(scored=3, cached=0, failed=0, total=3, decodes=3)
     assert sorted(count_decodes) == sorted(generated / c.path for c in clips)  # once per clip, 3 members
 
     rows = {(r.clip_id, r.member, r.role): r for r in read_manifest(generated / "scores.jsonl", ScoreRow)}
@@ -117,17 +117,27 @@ def test_cache_interrupted_and_extended_runs(generated, cache, count_decodes, tm
     two = MEMBERS[:2]
     # An "interrupted" run: only shard 0 of 2 got done.
     first = run_scoring(_score_config(run, cache, two, "shard=0/2"), show_progress=False)
-    assert first == dict(scored=2, cached=0, total=2, decodes=2)
+    assert first == dict(scored=2, cached=0, failed=0, total=2, decodes=2)
     rest = run_scoring(_score_config(run, cache, two), show_progress=False)
-    assert rest == dict(scored=1, cached=2, total=3, decodes=1)
+    assert rest == dict(scored=1, cached=2, failed=0, total=3, decodes=1)
     journal_lines = lambda: sum(len(p.read_text().splitlines()) for p in (run / "scores.d").glob("*.jsonl"))
     assert journal_lines() == 3 * 2 * 2
     # A new member: each clip is decoded once more, and only the new member's rows are computed.
     count_decodes.clear()
     extended = run_scoring(_score_config(run, cache, MEMBERS), show_progress=False)
-    assert extended == dict(scored=3, cached=0, total=3, decodes=3) and len(count_decodes) == 3
+    assert extended == dict(scored=3, cached=0, failed=0, total=3, decodes=3) and len(count_decodes) == 3
     assert journal_lines() == 3 * 3 * 2
     assert run_scoring(_score_config(run, cache, MEMBERS), show_progress=False)["decodes"] == 0
+    # A clip that no longer decodes is reported and left out; the others stay as they were.
+    clips = read_manifest(run / "clips.jsonl", SyntheticClip)
+    (run / "clips").unlink()
+    (run / "clips").mkdir()
+    for c in clips[1:]:
+        (run / c.path).parent.mkdir(parents=True, exist_ok=True)
+        (run / c.path).symlink_to(generated / c.path)
+    (run / clips[0].path).write_bytes(b"not a video")
+    cfg = _score_config(run, cache, [*MEMBERS, "{name: llava2, kind: llava-1.5, model: 'tiny:llava-1.5'}"])
+    assert run_scoring(cfg, show_progress=False) == dict(scored=2, cached=0, failed=1, total=3, decodes=3)
     records, _ = finalize(_score_config(run, cache, MEMBERS))
     assert len(records) == 3
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from synvita.config import dump_resolved, load_config
+from synvita.config import ConfigError, dump_resolved, load_config
 from synvita.data.records import ScoreRow, SyntheticClip, Triplet, append_record, read_manifest, write_manifest
-from synvita.data.video import FrameSampler
+from synvita.data.video import FrameSampler, VideoError
 from synvita.generators.job import (
     add_job_arguments, job_main, job_overrides, load_journals, parse_shard, process_state, split_work,
 )
@@ -64,6 +64,9 @@ def load_inputs(cfg: ScoreConfig) -> tuple[list[SyntheticClip], dict[str, Triple
     if not clips and (run / "clips.jsonl").is_file():
         clips = read_manifest(run / "clips.jsonl", SyntheticClip)
     clips = [c for c in clips if c.status == "done" and (not cfg.generators or c.generator in cfg.generators)]
+    if not clips:
+        raise ConfigError(f"{run}: no done clips to score (looked in clips.d/ and clips.jsonl"
+                          f"{', generators ' + ', '.join(cfg.generators) if cfg.generators else ''})")
     triplets_path = cfg.triplets or run / "triplets.jsonl"
     triplets = {t.id: t for t in read_manifest(triplets_path, Triplet)} if triplets_path.is_file() else {}
     return sorted(clips, key=lambda c: c.id), triplets
@@ -92,7 +95,8 @@ def _is_cached(rows, clip_id, member, roles: dict[str, str], frames: int) -> boo
 
 
 def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None, show_progress=True) -> dict:
-    """Score this worker's clips; returns counts {scored, cached, total, decodes}."""
+    """Score this worker's clips; returns counts {scored, cached, failed, total, decodes}.
+    A clip that does not decode is reported and left out; the next run tries it again."""
     from tqdm.auto import tqdm
 
     from synvita.scoring.ensemble import sample_frames
@@ -104,15 +108,21 @@ def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None
     journal = run / "scores.d" / f"shard{cfg.shard.replace('/', 'of')}.proc{process[0]}of{process[1]}.jsonl"
     sampler = FrameSampler("uniform", num_frames=cfg.frames)
     loaded = {}
-    counts = dict(scored=0, cached=0, total=len(mine), decodes=0)
-    for clip in tqdm(mine, desc="score", unit="clip", disable=not show_progress, dynamic_ncols=True):
+    counts = dict(scored=0, cached=0, failed=0, total=len(mine), decodes=0)
+    bar = tqdm(mine, desc="score", unit="clip", disable=not show_progress, dynamic_ncols=True)
+    for clip in bar:
         roles = captions_of(clip, triplets)
         todo = [m for m in cfg.members if not _is_cached(rows, clip.id, m.name, roles, cfg.frames)]
         if not todo:
             counts["cached"] += 1
             continue
-        indices, frames = sample_frames(run / clip.path, sampler)
         counts["decodes"] += 1
+        try:
+            indices, frames = sample_frames(run / clip.path, sampler)
+        except VideoError as err:
+            counts["failed"] += 1
+            bar.write(f"score: {clip.id} left out: {err}")
+            continue
         texts = list(roles.values())
         for spec in todo:
             if spec.name not in loaded:
@@ -205,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"synvita score: {err}", file=sys.stderr)
         return 2
     print(f"score [shard {cfg.shard}, process {process[0]}/{process[1]}]: {counts['scored']} scored, "
-          f"{counts['cached']} cached of {counts['total']} clips")
+          f"{counts['cached']} cached, {counts['failed']} not decodable, of {counts['total']} clips")
     state.wait_for_everyone()
     if state.is_main_process:
         records, summary = finalize(cfg)
