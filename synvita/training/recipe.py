@@ -7,8 +7,9 @@ runs once per process, plain `synvita train` runs one process.
 from __future__ import annotations
 
 import argparse
+import sys
 
-from synvita.config import load_config
+from synvita.config import ConfigError, load_config
 from synvita.training.config import TrainConfig
 
 
@@ -21,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from synvita.training.loop import train
 
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    try:
+        cfg = load_config(TrainConfig, args.config, args.overrides)
+    except ConfigError as err:
+        print(f"synvita train: {err}", file=sys.stderr)
+        return 2
     train(cfg)
     return 0
