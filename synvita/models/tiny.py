@@ -48,7 +48,7 @@ USER: ASSISTANT: system user assistant You are a helpful assistant.
 0 1 2 3 4 5 6 7 8 9 10 100 first second third before after while during
 """
 
-_LLAMA_CHAT = (
+LLAMA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}{{ message['content'] }} {% endif %}"
     "{% if message['role'] == 'user' %}USER: {% elif message['role'] == 'assistant' %}ASSISTANT: {% endif %}"
@@ -75,7 +75,7 @@ def _qwen_chat(video: str, image: str) -> str:
     )
 
 
-def _tokenizer(style: str, vocab_size: int):
+def build_tokenizer(style: str, vocab_size: int):
     """A byte-level BPE tokenizer: every string encodes, the chat and media markers are special."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -104,7 +104,7 @@ def _tokenizer(style: str, vocab_size: int):
     return fast
 
 
-def _text_config(kind: str, size: dict, vocab: int, tok) -> dict:
+def text_config(kind: str, size: dict, vocab: int, tok) -> dict:
     head_dim = size["hidden"] // size["heads"]
     cfg = dict(
         vocab_size=vocab, hidden_size=size["hidden"], intermediate_size=2 * size["hidden"],
@@ -124,16 +124,16 @@ def _text_config(kind: str, size: dict, vocab: int, tok) -> dict:
     return cfg
 
 
-def _build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
+def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
     import torch
     import transformers as tf
 
     dims = SIZES[size]
     style = "llama" if kind in ("video-llava", "llava-next-video") else (
         "qwen" if kind.startswith("qwen") else "chatml")
-    tok = _tokenizer(style, vocab_size=600)
+    tok = build_tokenizer(style, vocab_size=600)
     vocab = len(tok)
-    text = _text_config(kind, dims, vocab, tok)
+    text = text_config(kind, dims, vocab, tok)
     img, vh = dims["image"], dims["vision_hidden"]
     clip = dict(hidden_size=vh, intermediate_size=2 * vh, num_hidden_layers=dims["vision_layers"],
                 num_attention_heads=4, image_size=img, patch_size=14, projection_dim=vh)
@@ -147,7 +147,7 @@ def _build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
         processor = tf.VideoLlavaProcessor(
             image_processor=tf.VideoLlavaImageProcessor(size={"shortest_edge": img}, crop_size=crop),
             video_processor=tf.VideoLlavaVideoProcessor(size={"shortest_edge": img}, crop_size=crop),
-            tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", chat_template=_LLAMA_CHAT)
+            tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", chat_template=LLAMA_CHAT_TEMPLATE)
     elif kind == "llava-next-video":
         config = tf.LlavaNextVideoConfig(vision_config={"model_type": "clip_vision_model", **clip}, text_config=text,
                                          **ids, image_grid_pinpoints=[[img, img]], vision_feature_layer=-1,
@@ -157,7 +157,7 @@ def _build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
             image_processor=tf.LlavaNextImageProcessor(size={"shortest_edge": img}, crop_size=crop,
                                                        image_grid_pinpoints=[[img, img]]),
             tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
-            num_additional_image_tokens=1, chat_template=_LLAMA_CHAT)
+            num_additional_image_tokens=1, chat_template=LLAMA_CHAT_TEMPLATE)
     elif kind == "llava-onevision":
         siglip = {k: v for k, v in clip.items() if k != "projection_dim"}
         config = tf.LlavaOnevisionConfig(vision_config={"model_type": "siglip_vision_model", **siglip},
@@ -219,7 +219,7 @@ def build_tiny(kind: str, out_dir: str | Path, seed: int = 0, size: str = "tiny"
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
     if kind in TINY_KINDS:
-        return _build_lmm(kind, out_dir, seed, size)
+        return build_lmm(kind, out_dir, seed, size)
     others = _other_builders()
     if kind not in others:
         known = ", ".join([*TINY_KINDS, *sorted(others)])

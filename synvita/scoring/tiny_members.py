@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 # Shared with the tiny video LMMs on purpose (same tokenizers and templates, one place to change).
-from synvita.models.tiny import _LLAMA_CHAT, SIZES, _build_lmm, _text_config, _tokenizer
+from synvita.models.tiny import LLAMA_CHAT_TEMPLATE, SIZES, build_lmm, text_config, build_tokenizer
 
 IMAGE = SIZES["tiny"]["image"]
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -32,8 +32,8 @@ def build_llava(out_dir: Path, seed: int = 0) -> Path:
     import torch
     import transformers as tf
 
-    tok = _tokenizer("llama", vocab_size=600)
-    text = _text_config("video-llava", SIZES["tiny"], len(tok), tok)
+    tok = build_tokenizer("llama", vocab_size=600)
+    text = text_config("video-llava", SIZES["tiny"], len(tok), tok)
     config = tf.LlavaConfig(
         vision_config={"model_type": "clip_vision_model", **VISION, "projection_dim": 32}, text_config=text,
         image_token_index=tok.convert_tokens_to_ids(tok.image_token), vision_feature_layer=-1,
@@ -43,7 +43,7 @@ def build_llava(out_dir: Path, seed: int = 0) -> Path:
         image_processor=tf.CLIPImageProcessor(size={"shortest_edge": IMAGE},
                                               crop_size={"height": IMAGE, "width": IMAGE}),
         tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=_LLAMA_CHAT,
+        num_additional_image_tokens=1, chat_template=LLAMA_CHAT_TEMPLATE,
     )
     torch.manual_seed(seed)
     return _save(tf.LlavaForConditionalGeneration(config), processor, out_dir)
@@ -80,7 +80,7 @@ def build_instructblip(out_dir: Path, seed: int = 0) -> Path:
 
 def build_qwen2_vl_image(out_dir: Path, seed: int = 0) -> Path:
     # The same checkpoint class answers image prompts; only the member's prompt differs.
-    return _build_lmm("qwen2-vl", Path(out_dir), seed, "tiny")
+    return build_lmm("qwen2-vl", Path(out_dir), seed, "tiny")
 
 
 TINY_MEMBERS: dict[str, Callable[[Path, int], Path]] = {
