@@ -7,8 +7,14 @@
 
 import argparse
 import sys
+from pathlib import Path
 
-from synvita.evaluation import harness
+# Run as a script, this file's folder heads sys.path and this file would shadow the HF `evaluate`
+# package for everything imported below.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+from synvita.evaluation import harness  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
