@@ -111,19 +111,18 @@ def test_accumulation_matches_the_big_batch(tiny_setup, tmp_path):
 
 
 def test_resume_after_a_kill_gives_the_same_adapter(tiny_setup, tmp_path):
-    # 8 examples / batch 2 = 4 steps per epoch: step 6 is in the second epoch. Dropout on, so the
-    # restored RNG matters too.
+    # 8 examples / batch 2 = 4 steps per epoch: resuming at step 2 is mid-epoch and crosses into the
+    # second. Dropout on, so the restored RNG matters too.
     args = ("epochs=2", "max_steps=6", "save_every=2", "keep_checkpoints=3", "lora.dropout=0.1", "optim.lr=1e-2")
     full = run(make_cfg(tiny_setup, tmp_path / "full", *args))
 
-    # What a run killed while writing step 6 leaves: complete step-2 and step-4 and a partial temp dir.
+    # What a run killed while writing step 4 leaves: a complete step-2 (mid-epoch) and a partial temp dir.
     killed = tmp_path / "killed" / "checkpoints"
-    for name in ("step-0000002", "step-0000004"):
-        shutil.copytree(tmp_path / "full" / "checkpoints" / name, killed / name)
-    (killed / ".tmp-step-0000006" / "adapter").mkdir(parents=True)
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-0000002", killed / "step-0000002")
+    (killed / ".tmp-step-0000004" / "adapter").mkdir(parents=True)
     resumed = run(make_cfg(tiny_setup, tmp_path / "killed", *args, "resume_from=latest"))
-    assert resumed.checkpoint.name == "step-0000006" and not (killed / ".tmp-step-0000006").exists()
-    assert [m["step"] for m in metrics(tmp_path / "killed")] == [5, 6]
+    assert resumed.checkpoint.name == "step-0000006" and not (killed / ".tmp-step-0000004").exists()
+    assert [m["step"] for m in metrics(tmp_path / "killed")] == [3, 4, 5, 6]
     assert_same_adapter(adapter(full.checkpoint), adapter(resumed.checkpoint), atol=1e-6)
 
 
@@ -242,3 +241,40 @@ def test_feature_cache_reuses_real_video_features_and_keys_on_settings(tiny_setu
     before = cache.path(video)
     os.utime(video, ns=(1, 1))
     assert cache.path(video) != before
+
+
+def test_gradient_checkpointing_gives_the_same_adapter(tiny_setup, tmp_path):
+    args = ("max_steps=2", "optim.lr=1e-2")
+    plain = run(make_cfg(tiny_setup, tmp_path / "plain", *args))
+    ckpt = run(make_cfg(tiny_setup, tmp_path / "ckpt", *args, "model.gradient_checkpointing=true"))
+    assert ckpt.model.base_model.model.is_gradient_checkpointing
+    assert_same_adapter(adapter(plain.checkpoint), adapter(ckpt.checkpoint), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_adapter(tiny_setup, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model, data = tiny_setup
+    args = ["epochs=2", "max_steps=8", "save_every=2", "keep_checkpoints=5", "lora.dropout=0.1", "optim.lr=1e-2",
+            f"model.name_or_path={model}", f"data.triplets={data / 'triplets.jsonl'}",
+            f"data.clips={data / 'clips.jsonl'}", f"data.weights={data / 'weights.jsonl'}"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(REPO / "recipes" / "finetune.py"), "--config", str(TINY_YAML),
+                             *args, f"output_dir={out}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step-0000002").is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = [p.name for p in (out / "checkpoints").glob("step-*")]
+    assert done and "step-0000008" not in done, f"the run was not killed mid-way: {done}"
+
+    resumed = run(load_config(TrainConfig, TINY_YAML, [*args, f"output_dir={out}", "resume_from=latest"]))
+    full = run(load_config(TrainConfig, TINY_YAML, [*args, f"output_dir={tmp_path / 'full'}"]))
+    assert resumed.checkpoint.name == "step-0000008"
+    assert_same_adapter(adapter(full.checkpoint), adapter(resumed.checkpoint), atol=1e-6)
+    assert_same_adapter(adapter(full.checkpoint), adapter(resumed.checkpoint), atol=1e-6)

@@ -22,6 +22,7 @@ from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
 from synvita.training.losses import synvita_objective
 from synvita.training.views import FeatureCache, TripletScorer, explanation_nll
+from synvita.utils import stable_seed
 
 log = logging.getLogger("synvita.train")
 
@@ -173,8 +174,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     while state["step"] < total_steps:
         micro = shard_positions(len(examples), epoch=state["epoch"], seed=cfg.seed, rank=accelerator.process_index,
                                 start_step=state["step_in_epoch"], **layout)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=micro, collate_fn=list,
-                                             num_workers=cfg.data.num_workers)
+        # Its own generator: drawing the workers' base seed from the global RNG would shift the
+        # dropout stream of a run resumed mid-epoch against an uninterrupted one.
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=micro, collate_fn=list, num_workers=cfg.data.num_workers,
+            generator=torch.Generator().manual_seed(stable_seed("loader", cfg.seed, state["epoch"])))
         for batch in loader:
             with accelerator.accumulate(objective):
                 out_parts = objective(batch)
