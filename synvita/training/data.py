@@ -119,11 +119,8 @@ def shard_positions(n: int, *, epoch: int, seed: int, batch: int, accum: int, pr
     Incomplete global batches at the end of the epoch are dropped, so every process takes the same
     number of steps and every step has the full denominator.
     """
+    steps = steps_per_epoch(n, batch=batch, accum=accum, processes=processes)
     per_step = batch * accum * processes
-    steps = n // per_step
-    if steps == 0:
-        raise ValueError(f"{n} examples do not fill one optimizer step of {per_step} "
-                         f"(batch {batch} x accumulation {accum} x {processes} processes)")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(stable_seed("epoch", seed, epoch))).tolist()
     micro = []
     for s in range(start_step, steps):
@@ -134,7 +131,11 @@ def shard_positions(n: int, *, epoch: int, seed: int, batch: int, accum: int, pr
 
 
 def steps_per_epoch(n: int, *, batch: int, accum: int, processes: int) -> int:
-    return n // (batch * accum * processes)
+    per_step = batch * accum * processes
+    if n < per_step:
+        raise ValueError(f"{n} examples do not fill one optimizer step of {per_step} "
+                         f"(batch {batch} x accumulation {accum} x {processes} processes)")
+    return n // per_step
 
 
 class DecodedExamples(torch.utils.data.Dataset):

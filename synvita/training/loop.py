@@ -22,7 +22,7 @@ from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
 from synvita.training.losses import synvita_objective
 from synvita.training.views import FeatureCache, TripletScorer, explanation_nll
-from synvita.utils import stable_seed
+from synvita.utils import atomic_write_text, stable_seed
 
 log = logging.getLogger("synvita.train")
 
@@ -136,8 +136,6 @@ def train(cfg: TrainConfig) -> TrainResult:
                   processes=accelerator.num_processes)
     per_epoch = steps_per_epoch(len(examples), **layout)
     total_steps = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
-    if per_epoch == 0:
-        shard_positions(len(examples), epoch=0, seed=cfg.seed, rank=0, **layout)  # raises with the numbers
 
     lmm, peft_model = _build_model(cfg, accelerator)
     cache = cfg.data.feature_cache
@@ -155,11 +153,17 @@ def train(cfg: TrainConfig) -> TrainResult:
     checkpoints.install_state_hooks(accelerator)
 
     ckpt_root = out / "checkpoints"
+    metrics_path = out / "metrics.jsonl"
     state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
     resume = checkpoints.resolve_resume(cfg.resume_from, ckpt_root)
     if resume is not None:
         state = checkpoints.load_checkpoint(accelerator, peft_model, resume)
         log.info("resumed from %s at step %d", resume, state["step"])
+        if accelerator.is_main_process and metrics_path.is_file():
+            # Steps logged after the checkpoint by the killed run are trained (and logged) again.
+            kept = [line for line in metrics_path.read_text().splitlines(keepends=True)
+                    if json.loads(line)["step"] <= state["step"]]
+            atomic_write_text(metrics_path, "".join(kept))
     if accelerator.is_main_process:
         dump_resolved(cfg, out / "resolved.yaml")
     accelerator.init_trackers("synvita")
@@ -168,7 +172,6 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     dataset = DecodedExamples(examples, cfg.data.frames)
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not accelerator.is_main_process)
-    metrics_path = out / "metrics.jsonl"
     step_logs: list[dict] = []
     final = None
     while state["step"] < total_steps:
