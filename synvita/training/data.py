@@ -35,9 +35,6 @@ class Example:
     clip: SyntheticClip | None = None
     clip_path: Path | None = None
     w: float = 0.0
-    # f̄(V^s,t^s), f̄(V^s,t^r) from the scorer, for the logs.
-    f_target: float | None = None
-    f_real: float | None = None
 
 
 @dataclass
@@ -103,7 +100,7 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
             else:
                 f_target, f_real = weights.get(c.id, (None, None))
                 w = 1.0 if cfg.weights is None else float(weight_fn(f_target, f_real))
-                usable.append(Example(t, video, c, path, w, f_target, f_real))
+                usable.append(Example(t, video, c, path, w))
         if cfg.clips is not None and not usable:
             report.real_only[why] += 1
         examples += usable or [Example(t, video)]

@@ -109,13 +109,12 @@ class TripletScorer:
                 slots.append((name, row))
         lp_yes, lp_no = self.scorer.answer_logprobs(self.scorer.pairs(caches, video_index, texts, spans))
 
-        n = n_real
         views = {}
         for name in wanted + (wanted_syn if synthetic else []):
             picks = [k for k, (v, _) in enumerate(slots) if v == name]
             rows = torch.tensor([slots[k][1] for k in picks], device=device, dtype=torch.long)
             picks = torch.tensor(picks, device=device, dtype=torch.long)
-            views[name] = tuple(torch.zeros(n, device=device, dtype=lp.dtype).index_put((rows,), lp[picks])
+            views[name] = tuple(torch.zeros(n_real, device=device, dtype=lp.dtype).index_put((rows,), lp[picks])
                                 for lp in (lp_yes, lp_no))
         has_clip = torch.tensor([s is not None for s in syn], device=device, dtype=torch.float32)
         w = torch.tensor([e.w for e in examples], device=device, dtype=torch.float32) * has_clip
