@@ -283,3 +283,18 @@ def test_sigkill_then_resume_gives_the_same_adapter(tiny_setup, tmp_path):
     assert resumed.checkpoint.name == "step-0000008"
     assert_same_adapter(adapter(full.checkpoint), adapter(resumed.checkpoint), atol=1e-6)
     assert_same_adapter(adapter(full.checkpoint), adapter(resumed.checkpoint), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["llava-next-video", "llava-onevision", "qwen2-vl", "qwen2.5-vl"])
+def test_every_family_trains(tiny_setup, tmp_path, kind):
+    from synvita.models.tiny import build_tiny
+
+    model = build_tiny(kind, tmp_path / kind)
+    # Two steps: warmup makes the first learning rate 0.
+    result = run(make_cfg(tiny_setup, tmp_path / "out", f"model.name_or_path={model}", "max_steps=2",
+                          "data.explanations=true", "model.gradient_checkpointing=true"))
+    m = metrics(tmp_path / "out")[-1]
+    assert all(m[k] > 0 for k in ("loss_real", "loss_syn", "loss_scr", "loss_explanation"))
+    trained = adapter(result.checkpoint)
+    assert trained and all(v.abs().max() > 0 for k, v in trained.items() if "lora_B" in k)
+    assert all(".language_model." in k for k in trained)
