@@ -65,7 +65,7 @@ def test_generate_renders_the_realised_scene_and_records_ground_truth(tmp_path):
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="steps"):
         ToyBackend.from_settings({"steps": 3})
-    with pytest.raises(KeyError, match="toy-sharp"):
+    with pytest.raises(ValueError, match="toy-sharp"):
         ToyBackend.from_settings({"profile": "nope"})
     with pytest.raises(ValueError, match="flip"):
         ToyBackend.from_settings({"failure_rates": {"flip": 1.5}})

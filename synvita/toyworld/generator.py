@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from synvita.data.records import MISALIGNMENTS
+from synvita.generators.backends import BACKENDS, SettingsError
 from synvita.toyworld import negatives
 from synvita.toyworld.grammar import parse
 from synvita.toyworld.render import Style, render
@@ -75,6 +76,7 @@ class Realised:
     failures: tuple[str, ...]
 
 
+@BACKENDS.register("toy")
 class ToyBackend:
     """`BACKENDS["toy"]`. Settings: profile, frames, size, fps, failure_rates (overrides), ground_truth."""
 
@@ -83,11 +85,11 @@ class ToyBackend:
     def __init__(self, profile: str = "toy-sharp", frames: int = 12, size: int = 48, fps: float = 8.0,
                  failure_rates: dict | None = None, ground_truth: str | None = None):
         if profile not in PROFILES:
-            raise KeyError(f"unknown toy profile {profile!r}; known: {', '.join(PROFILES)}")
+            raise SettingsError(f"unknown toy profile {profile!r}; known: {', '.join(PROFILES)}")
         rates = {**PROFILES[profile].failure_rates, **(failure_rates or {})}
         for kind, p in rates.items():
             if kind not in MISALIGNMENTS or not 0 <= p <= 1:
-                raise ValueError(f"failure_rates: {kind}={p!r}: needs a misalignment type and a rate in [0, 1]")
+                raise SettingsError(f"backend 'toy': failure_rates: {kind}={p!r}: needs a misalignment type and a rate in [0, 1]")
         self.profile, self.style, self.rates = profile, PROFILES[profile].style, rates
         self.frames, self.size, self.fps = frames, size, float(fps)
         self.ground_truth = Path(ground_truth) if ground_truth else None
@@ -96,7 +98,7 @@ class ToyBackend:
     def from_settings(cls, settings: dict) -> "ToyBackend":
         unknown = set(settings) - cls.SETTINGS
         if unknown:
-            raise ValueError(f"toy backend: unknown settings {sorted(unknown)}; known: {sorted(cls.SETTINGS)}")
+            raise SettingsError(f"backend 'toy': unknown setting(s) {sorted(unknown)}; known: {sorted(cls.SETTINGS)}")
         return cls(**settings)
 
     def realise(self, prompt: str, seed: int) -> Realised:
