@@ -16,3 +16,9 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real shared files not present at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """One folder of built tiny pipelines and members, shared by every test that needs them."""
+    return tmp_path_factory.mktemp("tiny-cache")

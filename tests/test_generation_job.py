@@ -25,30 +25,26 @@ TINY = REPO / "generation" / "configs" / "tiny_cogvideox.yaml"
 TRIPLETS = REPO / "generation" / "configs" / "tiny_triplets.jsonl"
 
 
-def _config(out: Path, cache: Path, *extra: str, path: Path = TINY) -> GenerateConfig:
+def _config(out: Path, tiny_cache: Path, *extra: str, path: Path = TINY) -> GenerateConfig:
     return load_config(GenerateConfig, path, [f"output_dir={out}", f"input={TRIPLETS}",
-                                              f"settings.cache_dir={cache}", *extra])
+                                              f"settings.cache_dir={tiny_cache}", *extra])
 
 
 def _frames(run: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(run)): read_video(p, FrameSampler("all")) for p in sorted(run.glob("clips/**/*.mp4"))}
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("tiny-cache")
-
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache):
+def reference(tmp_path_factory, tiny_cache):
     """One uninterrupted single-process run of the tiny CogVideoX config."""
     out = tmp_path_factory.mktemp("reference")
-    counts = run_generation(_config(out, cache), show_progress=False)
+    counts = run_generation(_config(out, tiny_cache), show_progress=False)
     merge_manifest(out)
     return out, counts
 
 
-def test_generate_writes_complete_manifest_and_resumes(reference, cache):
+def test_generate_writes_complete_manifest_and_resumes(reference, tiny_cache):
     out, counts = reference
     train = [t for t in map(json.loads, TRIPLETS.read_text().splitlines()) if t["split"] == "train"]
     assert counts == dict(done=2 * len(train), skipped=0, failed=0, total=2 * len(train))
@@ -64,25 +60,25 @@ def test_generate_writes_complete_manifest_and_resumes(reference, cache):
     # Two clips of one caption differ (different seeds); a rerun redoes nothing.
     clips = _frames(out)
     assert not np.array_equal(clips["clips/cogvideox/tiny_park_001_001.mp4"], clips["clips/cogvideox/tiny_park_001_002.mp4"])
-    again = run_generation(_config(out, cache), show_progress=False)
+    again = run_generation(_config(out, tiny_cache), show_progress=False)
     assert again == dict(done=0, skipped=len(records), failed=0, total=len(records))
 
 
-def test_shards_make_the_same_clips(reference, cache, tmp_path):
+def test_shards_make_the_same_clips(reference, tiny_cache, tmp_path):
     items = list(range(23))
     parts = [split_work(items, (i, 3), (r, 2)) for i in range(3) for r in range(2)]
     assert sorted(x for p in parts for x in p) == items
     for shard in ("0/2", "1/2"):
-        run_generation(_config(tmp_path, cache, f"shard={shard}"), show_progress=False)
+        run_generation(_config(tmp_path, tiny_cache, f"shard={shard}"), show_progress=False)
     ref_frames, frames = _frames(reference[0]), _frames(tmp_path)
     assert frames.keys() == ref_frames.keys()
     for name in frames:
         np.testing.assert_array_equal(frames[name], ref_frames[name])
 
 
-def test_sigkill_then_restart_gives_the_same_clips(reference, cache, tmp_path):
+def test_sigkill_then_restart_gives_the_same_clips(reference, tiny_cache, tmp_path):
     cmd = [sys.executable, str(REPO / "generation" / "generate.py"), "--config", str(TINY),
-           f"output_dir={tmp_path}", f"input={TRIPLETS}", f"settings.cache_dir={cache}"]
+           f"output_dir={tmp_path}", f"input={TRIPLETS}", f"settings.cache_dir={tiny_cache}"]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = tmp_path / "clips.d"
@@ -95,7 +91,7 @@ def test_sigkill_then_restart_gives_the_same_clips(reference, cache, tmp_path):
     journaled = sum(len(p.read_text().splitlines()) for p in journal.glob("*.jsonl"))
     assert proc.returncode == -signal.SIGKILL and 2 <= journaled < 8, "the kill did not land mid-run"
 
-    counts = run_generation(_config(tmp_path, cache), show_progress=False)
+    counts = run_generation(_config(tmp_path, tiny_cache), show_progress=False)
     assert counts["skipped"] == journaled and counts["done"] == 8 - journaled and counts["failed"] == 0
     records = merge_manifest(tmp_path)
     assert len(records) == len({r.id for r in records}) == 8
@@ -121,7 +117,7 @@ def flaky_generator(prompts, seeds, options):
     return videos
 
 
-def test_failing_clip_is_recorded_and_retried(tmp_path, cache):
+def test_failing_clip_is_recorded_and_retried(tmp_path, tiny_cache):
     base = [f"output_dir={tmp_path}", f"input={TRIPLETS}", "splits=[train]", "backend=external", "generator=flaky",
             "settings={entry_point: 'test_generation_job:flaky_generator', fps: 4, "
             "options: {fail_on: Three, odd_on: blue}}"]
@@ -160,7 +156,7 @@ def test_external_command_backend(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_make_the_same_clips(cache, tmp_path):
+def test_two_processes_make_the_same_clips(tiny_cache, tmp_path):
     import torch
 
     # torchrun gives each of several processes one thread, and CPU kernels round differently with
@@ -168,13 +164,13 @@ def test_two_processes_make_the_same_clips(cache, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_generation(_config(tmp_path / "one", cache), show_progress=False)
+        run_generation(_config(tmp_path / "one", tiny_cache), show_progress=False)
     finally:
         torch.set_num_threads(threads)
     tmp_path = tmp_path / "two"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            str(REPO / "generation" / "generate.py"), "--config", str(TINY),
-           f"output_dir={tmp_path}", f"input={TRIPLETS}", f"settings.cache_dir={cache}"]
+           f"output_dir={tmp_path}", f"input={TRIPLETS}", f"settings.cache_dir={tiny_cache}"]
     done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "ACCELERATE_USE_CPU": "true"},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -187,10 +183,10 @@ def test_two_processes_make_the_same_clips(cache, tmp_path):
         np.testing.assert_array_equal(got[name], ref[name])
 
 
-def test_backend_settings_and_the_generic_diffusers_backend(cache):
+def test_backend_settings_and_the_generic_diffusers_backend(tiny_cache):
     from synvita.generators.backends import BACKENDS, SettingsError, to_uint8
 
-    tiny = dict(model="tiny:wan", cache_dir=str(cache), device="cpu", height=16, width=16, num_frames=9,
+    tiny = dict(model="tiny:wan", cache_dir=str(tiny_cache), device="cpu", height=16, width=16, num_frames=9,
                 steps=2, guidance=3.0, max_sequence_length=16, fps=16)
     wan = BACKENDS.get("wan").from_settings(tiny)
     generic = BACKENDS.get("diffusers").from_settings(tiny)  # class read from the checkpoint

@@ -27,22 +27,18 @@ MEMBERS = ["{name: llava, kind: llava-1.5, model: 'tiny:llava-1.5', batch_size: 
            "{name: qwen, kind: qwen2-vl, model: 'tiny:qwen2-vl-image', batch_size: 8}"]
 
 
-def _score_config(run: Path, cache: Path, members=MEMBERS, *extra: str) -> ScoreConfig:
-    return load_config(ScoreConfig, None, [f"run_dir={run}", f"cache_dir={cache}",
+def _score_config(run: Path, tiny_cache: Path, members=MEMBERS, *extra: str) -> ScoreConfig:
+    return load_config(ScoreConfig, None, [f"run_dir={run}", f"cache_dir={tiny_cache}",
                                            f"members=[{', '.join(members)}]", *extra])
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("tiny-cache")
-
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory, cache):
+def generated(tmp_path_factory, tiny_cache):
     run = tmp_path_factory.mktemp("run")
     cfg = load_config(GenerateConfig, REPO / "generation" / "configs" / "tiny_cogvideox.yaml", [
         f"output_dir={run}", f"input={REPO / 'generation' / 'configs' / 'tiny_triplets.jsonl'}",
-        f"settings.cache_dir={cache}", "limit=3", "clips_per_caption=1"])
+        f"settings.cache_dir={tiny_cache}", "limit=3", "clips_per_caption=1"])
     run_generation(cfg, show_progress=False)
     merge_manifest(run)
     return run
@@ -61,8 +57,8 @@ def count_decodes(monkeypatch):
     return calls
 
 
-def test_generate_then_score_complete_and_by_hand(generated, cache, count_decodes):
-    cfg = _score_config(generated, cache)
+def test_generate_then_score_complete_and_by_hand(generated, tiny_cache, count_decodes):
+    cfg = _score_config(generated, tiny_cache)
     counts = run_scoring(cfg, show_progress=False)
     records, summary = finalize(cfg)
     clips = read_manifest(generated / "clips.jsonl", SyntheticClip)
@@ -79,7 +75,7 @@ def test_generate_then_score_complete_and_by_hand(generated, cache, count_decode
     # Stored P(Yes) equals a member run directly on independently decoded frames.
     clip = clips[0]
     frames = read_video(generated / clip.path, FrameSampler("uniform", 4))
-    blip = load_member(MemberSpec(name="blip", kind="instructblip", model="tiny:instructblip"), cache_dir=cache)
+    blip = load_member(MemberSpec(name="blip", kind="instructblip", model="tiny:instructblip"), cache_dir=tiny_cache)
     direct = blip.p_yes(list(frames), [clip.caption, triplets[clip.triplet_id].caption])
     np.testing.assert_allclose(rows[clip.id, "blip", "target"].p_yes, direct[:, 0].numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(rows[clip.id, "blip", "real"].p_yes, direct[:, 1].numpy(), rtol=0, atol=1e-6)
@@ -108,7 +104,7 @@ def test_generate_then_score_complete_and_by_hand(generated, cache, count_decode
     assert {s["misalignment"] for s in summary} == {"all", *(w["misalignment"] for w in weights)}
 
 
-def test_cache_interrupted_and_extended_runs(generated, cache, count_decodes, tmp_path):
+def test_cache_interrupted_and_extended_runs(generated, tiny_cache, count_decodes, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     for name in ("clips.jsonl", "triplets.jsonl"):
@@ -116,18 +112,18 @@ def test_cache_interrupted_and_extended_runs(generated, cache, count_decodes, tm
     (run / "clips").symlink_to(generated / "clips")
     two = MEMBERS[:2]
     # An "interrupted" run: only shard 0 of 2 got done.
-    first = run_scoring(_score_config(run, cache, two, "shard=0/2"), show_progress=False)
+    first = run_scoring(_score_config(run, tiny_cache, two, "shard=0/2"), show_progress=False)
     assert first == dict(scored=2, cached=0, failed=0, total=2, decodes=2)
-    rest = run_scoring(_score_config(run, cache, two), show_progress=False)
+    rest = run_scoring(_score_config(run, tiny_cache, two), show_progress=False)
     assert rest == dict(scored=1, cached=2, failed=0, total=3, decodes=1)
     journal_lines = lambda: sum(len(p.read_text().splitlines()) for p in (run / "scores.d").glob("*.jsonl"))
     assert journal_lines() == 3 * 2 * 2
     # A new member: each clip is decoded once more, and only the new member's rows are computed.
     count_decodes.clear()
-    extended = run_scoring(_score_config(run, cache, MEMBERS), show_progress=False)
+    extended = run_scoring(_score_config(run, tiny_cache, MEMBERS), show_progress=False)
     assert extended == dict(scored=3, cached=0, failed=0, total=3, decodes=3) and len(count_decodes) == 3
     assert journal_lines() == 3 * 3 * 2
-    assert run_scoring(_score_config(run, cache, MEMBERS), show_progress=False)["decodes"] == 0
+    assert run_scoring(_score_config(run, tiny_cache, MEMBERS), show_progress=False)["decodes"] == 0
     # A clip that no longer decodes is reported and left out; the others stay as they were.
     clips = read_manifest(run / "clips.jsonl", SyntheticClip)
     (run / "clips").unlink()
@@ -136,13 +132,13 @@ def test_cache_interrupted_and_extended_runs(generated, cache, count_decodes, tm
         (run / c.path).parent.mkdir(parents=True, exist_ok=True)
         (run / c.path).symlink_to(generated / c.path)
     (run / clips[0].path).write_bytes(b"not a video")
-    cfg = _score_config(run, cache, [*MEMBERS, "{name: llava2, kind: llava-1.5, model: 'tiny:llava-1.5'}"])
+    cfg = _score_config(run, tiny_cache, [*MEMBERS, "{name: llava2, kind: llava-1.5, model: 'tiny:llava-1.5'}"])
     assert run_scoring(cfg, show_progress=False) == dict(scored=2, cached=0, failed=1, total=3, decodes=3)
-    records, _ = finalize(_score_config(run, cache, MEMBERS))
+    records, _ = finalize(_score_config(run, tiny_cache, MEMBERS))
     assert len(records) == 3
 
 
-def test_synvita_samples_scored_end_to_end(shared_data, cache, tmp_path):
+def test_synvita_samples_scored_end_to_end(shared_data, tiny_cache, tmp_path):
     root = shared_data / "synvita-samples"
     captions = json.loads((root / "captions.json").read_text())
     stems = sorted(captions)
@@ -156,7 +152,7 @@ def test_synvita_samples_scored_end_to_end(shared_data, cache, tmp_path):
     clips = read_manifest(tmp_path / "clips.jsonl", SyntheticClip)
     assert len(clips) == 9 and {c.generator for c in clips} == {"cogvideox", "lavie", "videocrafter2"}
     assert all(c.caption == captions[c.triplet_id] and c.num_frames in (32, 49) for c in clips)
-    cfg = _score_config(tmp_path, cache, MEMBERS, "frames=2")  # 2 frames keep this CPU test short
+    cfg = _score_config(tmp_path, tiny_cache, MEMBERS, "frames=2")  # 2 frames keep this CPU test short
     assert run_scoring(cfg, show_progress=False)["decodes"] == 9
     records, summary = finalize(cfg)
     assert len(records) == 9 and all(len(r["weights"]) == 5 for r in records)
@@ -166,9 +162,9 @@ def test_synvita_samples_scored_end_to_end(shared_data, cache, tmp_path):
     assert len(rows) == 9 * 3 * 2 and all(len(r.frames) == 2 and r.frames[0] == 0 for r in rows)
 
 
-def test_score_command_line(generated, cache, capsys):
+def test_score_command_line(generated, tiny_cache, capsys):
     config = REPO / "generation" / "configs" / "score_tiny.yaml"
-    assert score_main(["--config", str(config), f"run_dir={generated}", f"cache_dir={cache}"]) == 0
+    assert score_main(["--config", str(config), f"run_dir={generated}", f"cache_dir={tiny_cache}"]) == 0
     out = capsys.readouterr().out
     assert "f̄(V^s,t^s) - f̄(V^s,t^r)" in out and "score: 3 clips in" in out
     summary = json.loads((generated / "score_summary.json").read_text())
