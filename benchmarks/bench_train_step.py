@@ -9,8 +9,9 @@ triplets. The SynViTA step encodes the real and the synthetic video once each an
 views from them with prefix sharing; the baseline scores (V^r,t^r) and (V^r,t^s). For reference the
 same two steps are also timed without prefix sharing (each view a whole sequence through the LLM).
 Target (issue 7): SynViTA / baseline <= 2.0 (one view per forward with re-encoding is about 3).
-Also printed: the token-count floor of the ratio, since SynViTA backpropagates through two videos'
-prefixes where the baseline has one. The last line holds the ratio.
+Also printed: the token-count floor of the ratio. A SynViTA step does the baseline's work on V^r, as
+much again on V^s and the t' views on top, so only per-step fixed costs can pull the ratio under
+that floor. The last line holds the ratio.
 """
 
 from __future__ import annotations

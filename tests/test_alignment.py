@@ -115,6 +115,14 @@ def test_clips_of_any_length_and_size_share_one_call(kind, lmms):
         for sharing in (False, True):
             got = AlignmentScorer(lmm, prefix_sharing=sharing).score(clips, TEXTS[:3]).double()
             assert torch.allclose(got, ref, atol=TOL), (sharing, got, ref)
+        # With gradients on, all prefixes (here of different lengths) share one padded pass.
+        scorer = AlignmentScorer(lmm, batch_size=1)
+        batch = scorer.pairs(scorer.encode(clips), [0, 1, 2, 1, 0], TEXTS[:3] + TEXTS[:2])
+        with torch.enable_grad():
+            lp_yes, lp_no = scorer.answer_logprobs(batch)
+        got = torch.sigmoid(lp_yes - lp_no).detach().double()
+        assert torch.allclose(got[:3], ref, atol=TOL), (got, ref)
+        assert torch.allclose(got[3:], reference_f(lmm, scorer, clips[1::-1], TEXTS[:2]), atol=TOL)
     finally:
         lmm.processor.video_processor.size = size
 

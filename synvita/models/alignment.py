@@ -226,49 +226,71 @@ class AlignmentScorer:
         last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, ids.shape[-1] - 1)
         return self._readout(out.last_hidden_state[torch.arange(len(rows)), last.to(device)])
 
-    def _shared(self, batch: PairBatch, video: int, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One LLM pass over the video's prefix, then its captions from the cached keys/values.
+    def _shared(self, batch: PairBatch, groups: dict[int, list[int]], chunk: int
+                ) -> list[tuple[list[int], tuple[torch.Tensor, torch.Tensor]]]:
+        """One LLM pass over the prefixes of the videos in `groups` (video -> its pair rows), then their
+        captions from the cached keys/values, at most `chunk` pairs per pass.
 
-        The captions of a chunk are packed into one row after the prefix, each seeing the prefix and
-        its own earlier tokens only (a block mask), so the prefix's keys/values are neither copied
-        per caption nor recomputed.
+        In a caption pass each row holds one video's captions packed one after another, each seeing
+        its video's prefix and its own earlier tokens only (a block mask), so the prefix's keys/values
+        are neither copied per caption nor recomputed.
         """
         attention = self.lmm.hf_model.config._attn_implementation
         if attention not in ("sdpa", "eager"):
             raise ValueError(f"prefix sharing passes a block attention mask, which {attention!r} attention "
                              "does not take: load the model with attn_implementation='sdpa' (or 'eager'), "
                              "or score with prefix_sharing=False")
-        device, cache = self.lmm.device, batch.caches[video]
-        prefix = cache.prefix_ids.unsqueeze(0)
-        out = self.lmm.language_model(inputs_embeds=self._embeddings(prefix, [cache]),
-                                      position_ids=cache.positions.unsqueeze(-2), use_cache=True)
+        caches = [batch.caches[v] for v in groups]
+        pad_id = self.lmm.tokenizer.pad_token_id or 0
+        prefix = self._pad([c.prefix_ids for c in caches], pad_id, "right")
+        prefix_valid = self._pad([torch.ones_like(c.prefix_ids) for c in caches], 0, "right")
+        out = self.lmm.language_model(inputs_embeds=self._embeddings(prefix, caches), attention_mask=prefix_valid,
+                                      position_ids=self._pad([c.positions for c in caches], 0, "right"),
+                                      use_cache=True)
         prefix_kv = [(k, v) for k, v, *_ in out.past_key_values or []]
         if not prefix_kv or any(k is None or k.shape[-2] != prefix.shape[-1] for k, _ in prefix_kv):
             raise RuntimeError(f"{self.lmm.source}: the LLM did not cache the prefix's keys/values; "
                                "score with prefix_sharing=False")
-        dtype = self._embed.weight.dtype
-        lp_yes, lp_no = [], []
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
-            lengths = [len(batch.tail_ids[i]) for i in chunk]
-            ids = torch.tensor([t for i in chunk for t in batch.tail_ids[i]], device=device)
-            visible = torch.tensor([m for i in chunk for m in batch.tail_mask[i]], device=device, dtype=torch.bool)
-            owner = torch.repeat_interleave(torch.arange(len(chunk), device=device),
-                                            torch.tensor(lengths, device=device))
-            offset = torch.cat([torch.arange(n, device=device) for n in lengths])
-            allowed = (owner[:, None] == owner[None, :]) & (offset[:, None] >= offset[None, :]) & visible[None, :]
-            allowed = torch.cat([allowed.new_ones(len(ids), prefix.shape[-1]), allowed], dim=-1)
-            mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed,
-                                                                                      torch.finfo(dtype).min)
-            pos = cache.next_position.unsqueeze(-1) + offset
-            kv = DynamicCache(ddp_cache_data=prefix_kv, config=self.lmm.hf_model.config)
-            out = self.lmm.language_model(inputs_embeds=self._embed(ids)[None], attention_mask=mask[None, None],
-                                          position_ids=pos.unsqueeze(-2), past_key_values=kv, use_cache=True)
-            last = torch.tensor(lengths, device=device).cumsum(0) - 1
-            y, no = self._readout(out.last_hidden_state[0, last])
-            lp_yes.append(y)
-            lp_no.append(no)
-        return torch.cat(lp_yes), torch.cat(lp_no)
+        # A video's captions are cut into pieces of at most `chunk` pairs; a pass takes consecutive
+        # pieces up to `chunk` pairs. A full piece fills a pass on its own, so the pieces of one pass
+        # come from consecutive, distinct videos and its rows match a slice of the prefix batch.
+        pieces = [(slot, rows[s:s + chunk]) for slot, rows in enumerate(groups.values())
+                  for s in range(0, len(rows), chunk)]
+        passes: list[list[tuple[int, list[int]]]] = [[]]
+        for piece in pieces:
+            if passes[-1] and sum(len(r) for _, r in passes[-1]) + len(piece[1]) > chunk:
+                passes.append([])
+            passes[-1].append(piece)
+        return [self._caption_pass(batch, caches, prefix_kv, prefix_valid, p) for p in passes]
+
+    def _caption_pass(self, batch: PairBatch, caches: list[VisionCache], prefix_kv: list, prefix_valid: torch.Tensor,
+                      pieces: list[tuple[int, list[int]]]) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor]]:
+        device, dtype = self.lmm.device, self._embed.weight.dtype
+        first, last = pieces[0][0], pieces[-1][0] + 1
+        ids, visible, owner, offset, positions, ends = [], [], [], [], [], []
+        for slot, rows in pieces:
+            lengths = torch.tensor([len(batch.tail_ids[i]) for i in rows], device=device)
+            ids.append(torch.tensor([t for i in rows for t in batch.tail_ids[i]], device=device))
+            visible.append(torch.tensor([m for i in rows for m in batch.tail_mask[i]], device=device, dtype=torch.bool))
+            owner.append(torch.repeat_interleave(torch.arange(len(rows), device=device), lengths))
+            offset.append(torch.cat([torch.arange(int(n), device=device) for n in lengths]))
+            positions.append(caches[slot].next_position.unsqueeze(-1) + offset[-1])
+            ends.append(lengths.cumsum(0) - 1)
+        real = self._pad([torch.ones_like(i, dtype=torch.bool) for i in ids], False, "right")
+        owner, offset = self._pad(owner, -1, "right"), self._pad(offset, 0, "right")
+        visible = self._pad(visible, False, "right") & real
+        same_caption = (owner[:, :, None] == owner[:, None, :]) & (offset[:, :, None] >= offset[:, None, :])
+        # Padding queries see the prefix only, so that no row of the softmax is empty.
+        allowed = torch.cat([prefix_valid[first:last, None, :].bool().expand(-1, owner.shape[1], -1),
+                             same_caption & visible[:, None, :] & real[:, :, None]], dim=-1)
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+        kv = DynamicCache(ddp_cache_data=[(k[first:last], v[first:last]) for k, v in prefix_kv],
+                          config=self.lmm.hf_model.config)
+        out = self.lmm.language_model(inputs_embeds=self._embed(self._pad(ids, 0, "right")),
+                                      attention_mask=mask[:, None], position_ids=self._pad(positions, 0, "right"),
+                                      past_key_values=kv, use_cache=True)
+        row = torch.cat([torch.full_like(e, r) for r, e in enumerate(ends)])
+        return [i for _, rows in pieces for i in rows], self._readout(out.last_hidden_state[row, torch.cat(ends)])
 
     def answer_logprobs(self, batch: PairBatch, prefix_sharing: bool | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,10 +309,16 @@ class AlignmentScorer:
         lp_yes = torch.empty(len(batch), device=self.lmm.device)
         lp_no = torch.empty(len(batch), device=self.lmm.device)
         if sharing:
-            groups = {}
+            groups: dict[int, list[int]] = {}
             for i, v in enumerate(batch.video_index):
                 groups.setdefault(v, []).append(i)
-            parts = [(rows, self._shared(batch, v, rows)) for v, rows in groups.items()]
+            if torch.is_grad_enabled():
+                # Backward keeps the activations of every pass anyway, so all videos go through one
+                # prefix pass and one caption pass: fewer, larger calls.
+                parts = self._shared(batch, groups, chunk=len(batch))
+            else:
+                # Without gradients, one video at a time bounds the cached keys/values at one video's.
+                parts = [p for v, rows in groups.items() for p in self._shared(batch, {v: rows}, self.batch_size)]
         else:
             chunks = [list(range(s, min(s + self.batch_size, len(batch)))) for s in range(0, len(batch),
                                                                                             self.batch_size)]
