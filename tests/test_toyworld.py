@@ -129,3 +129,17 @@ def test_invalid_scene_is_refused():
         render(bad)
     assert dataclasses.asdict(random_scene(3)) == random_scene(3).to_json()
     assert Scene.from_json(random_scene(3).to_json()) == random_scene(3)
+
+
+@pytest.mark.parametrize("style", ["llama", "qwen"])
+def test_toy_words_are_single_tokens_of_the_tiny_tokenizers(style):
+    """Base models learn the toy world from scratch: a word split into letters costs them steps."""
+    from synvita.models.tiny import build_tokenizer
+
+    tok = build_tokenizer(style, vocab_size=600)
+    words = set()
+    for i in range(60):
+        for phrasing in PHRASINGS:
+            words |= set(caption(random_scene(f"tok-{i}"), phrasing).replace(".", " ").replace(",", " ").split())
+    split = sorted(w for w in words if len(tok(" " + w, add_special_tokens=False).input_ids) > 1)
+    assert not split, f"toy words split into several tokens: {split}"

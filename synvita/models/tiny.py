@@ -32,8 +32,15 @@ SIZES = {
     "tiny": dict(layers=2, hidden=64, heads=4, kv_heads=2, vision_hidden=32, vision_layers=2, image=28),
     "small": dict(layers=4, hidden=256, heads=8, kv_heads=4, vision_hidden=64, vision_layers=2, image=112),
     # the toy world's base model (synvita.toyworld.basemodels): sees 4x4 patches, trains on 2 cores
-    "toy": dict(layers=3, hidden=128, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2, image=56),
+    "toy": dict(layers=3, hidden=128, heads=4, kv_heads=2, vision_hidden=64, vision_layers=2, image=56,
+                init=0.02),
 }
+# The toy world's words (synvita.toyworld), repeated so that BPE makes each a single token: a model
+# trained from scratch then sees "diamond", not five letters it must first assemble.
+_TOY_WORDS = ("circle circles square squares triangle triangles diamond diamonds red green blue yellow "
+              "purple small big one two three There is are also The the a A Two Three moves move left right "
+              "up down grows grow shrinks shrink spins spin jumps jump appears appear vanishes vanish above "
+              "below of then next before after After First Finally first finally and Describe video")
 
 _CORPUS = """
 Yes No yes no Yes. No. YES NO
@@ -98,7 +105,8 @@ def build_tokenizer(style: str, vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     # The answer words are repeated so BPE merges them into single tokens.
-    tok.train_from_iterator([_CORPUS] + ["Yes No yes no Yes No", "Yes", "No"] * 50, trainer=trainer)
+    tok.train_from_iterator([_CORPUS] + ["Yes No yes no Yes No", "Yes", "No"] * 50 + [_TOY_WORDS] * 20,
+                            trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=4096, padding_side="left",
                                    extra_special_tokens=extra, **named)
     return fast
@@ -110,8 +118,9 @@ def text_config(kind: str, size: dict, vocab: int, tok) -> dict:
         vocab_size=vocab, hidden_size=size["hidden"], intermediate_size=2 * size["hidden"],
         num_hidden_layers=size["layers"], num_attention_heads=size["heads"],
         num_key_value_heads=size["kv_heads"], max_position_embeddings=4096,
-        # Wider than the 0.02 default so f(V,t) varies visibly between inputs in the tests.
-        initializer_range=0.2, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        # Random-weight test models use a wider init than the 0.02 default so that f(V,t) varies
+        # visibly between inputs; models trained from scratch (size "toy") keep 0.02.
+        initializer_range=size.get("init", 0.2), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
         bos_token_id=tok.bos_token_id,
         tie_word_embeddings=False,
     )

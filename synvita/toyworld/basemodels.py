@@ -37,7 +37,7 @@ from synvita.utils import atomic_write_text
 CAPTION_QUESTION = "Describe the video.{text}"
 STATIC_KINDS = ("attribute", "object", "count", "relation", "hallucination")  # visible in one frame
 PLAIN = Style("plain")  # members also see flat renderings, as image VLMs see clip art
-VERSION = 1  # bump when the training code changes what a cached model would be
+VERSION = 2  # bump when the training code changes what a cached model would be
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,23 @@ def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | Non
     losses = _fit(lmm.model, sample, settings.steps, settings.lr, settings.seed, "toy LMM: pretraining")
     shutil.rmtree(out.with_name(out.name + ".init"))
     return _save(lmm.model, lmm.processor, out, {"settings": dataclasses.asdict(settings),
-                                                 "final_loss": float(np.mean(losses[-50:]))})
+                                                 "final_loss": float(np.mean(losses[-50:])),
+                                                 "heldout_easy_auc": heldout_easy_auc(AlignmentScorer(lmm), settings)})
+
+
+def heldout_easy_auc(scorer, settings: LmmSettings, n: int = 48) -> float:
+    """AUC of f at telling held-out clips' own captions from another held-out clip's caption: the
+    task pretraining teaches, so a model that learnt nothing scores about 0.5."""
+    from synvita.evaluation.metrics import roc_auc
+
+    test = scenes("pretrain-check", n, test=True)
+    f_own, f_other = [], []
+    for i, s in enumerate(test):
+        scores = scorer.score_many(render(s, REAL, i, settings.frames, settings.clip_size),
+                                   [caption(s), caption(test[(i + 1) % n])])
+        f_own.append(float(scores[0]))
+        f_other.append(float(scores[1]))
+    return roc_auc([1] * n + [0] * n, f_own + f_other)
 
 
 def _member_name(kind: str) -> str:
