@@ -65,3 +65,16 @@ def test_triplets_are_training_scenes_only(tmp_path, bench):
     test_captions = {t.caption for t in read_llm_csv(bench / "videocon_llm_entailment.csv", bench)}
     assert not test_captions & {t.caption for t in triplets}
     assert read_video(triplets[0].video, FrameSampler(num_frames=8)).shape == (8, 32, 32, 3)
+
+
+def test_base_models_pretrain_on_fresh_training_scenes_only(bench):
+    """A base model must never see a benchmark scene, and sees each pretraining scene about once."""
+    from itertools import islice
+
+    from synvita.toyworld.basemodels import _fresh_clips
+
+    drawn = [scene for scene, _ in islice(_fresh_clips("pretrain-0", frames=2, size=16), 300)]
+    assert not any(held_out(s) for s in drawn)
+    assert len(set(drawn)) >= 0.95 * len(drawn)
+    test_scenes = {parse(c.caption) for c in read_llm_csv(bench / "videocon_llm_entailment.csv", bench)}
+    assert not test_scenes & set(drawn)

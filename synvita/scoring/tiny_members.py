@@ -15,9 +15,12 @@ from typing import Callable
 # Shared with the tiny video LMMs on purpose (same tokenizers and templates, one place to change).
 from synvita.models.tiny import LLAMA_CHAT_TEMPLATE, SIZES, build_lmm, text_config, build_tokenizer
 
-IMAGE = SIZES["tiny"]["image"]
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-              image_size=IMAGE, patch_size=14)
+
+
+def _vision(size: dict) -> dict:
+    return dict(hidden_size=size["vision_hidden"], intermediate_size=2 * size["vision_hidden"],
+                num_hidden_layers=size["vision_layers"], num_attention_heads=4, image_size=size["image"],
+                patch_size=14)
 
 
 def _save(model, processor, out_dir: Path) -> Path:
@@ -28,20 +31,21 @@ def _save(model, processor, out_dir: Path) -> Path:
     return out_dir
 
 
-def build_llava(out_dir: Path, seed: int = 0) -> Path:
+def build_llava(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
     import torch
     import transformers as tf
 
     tok = build_tokenizer("llama", vocab_size=600)
-    text = text_config("video-llava", SIZES["tiny"], len(tok), tok)
+    text = text_config("video-llava", SIZES[size], len(tok), tok)
+    image = SIZES[size]["image"]
     config = tf.LlavaConfig(
-        vision_config={"model_type": "clip_vision_model", **VISION, "projection_dim": 32}, text_config=text,
-        image_token_index=tok.convert_tokens_to_ids(tok.image_token), vision_feature_layer=-1,
-        image_seq_length=(IMAGE // 14) ** 2,
+        vision_config={"model_type": "clip_vision_model", **_vision(SIZES[size]), "projection_dim": 32},
+        text_config=text, image_token_index=tok.convert_tokens_to_ids(tok.image_token), vision_feature_layer=-1,
+        image_seq_length=(image // 14) ** 2,
     )
     processor = tf.LlavaProcessor(
-        image_processor=tf.CLIPImageProcessor(size={"shortest_edge": IMAGE},
-                                              crop_size={"height": IMAGE, "width": IMAGE}),
+        image_processor=tf.CLIPImageProcessor(size={"shortest_edge": image},
+                                              crop_size={"height": image, "width": image}),
         tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
         num_additional_image_tokens=1, chat_template=LLAMA_CHAT_TEMPLATE,
     )
@@ -49,7 +53,7 @@ def build_llava(out_dir: Path, seed: int = 0) -> Path:
     return _save(tf.LlavaForConditionalGeneration(config), processor, out_dir)
 
 
-def build_instructblip(out_dir: Path, seed: int = 0) -> Path:
+def build_instructblip(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
     import torch
     import transformers as tf
 
@@ -57,7 +61,7 @@ def build_instructblip(out_dir: Path, seed: int = 0) -> Path:
 
     num_query = 4
     processor = tf.InstructBlipProcessor(
-        image_processor=tf.BlipImageProcessor(size={"height": IMAGE, "width": IMAGE}),
+        image_processor=tf.BlipImageProcessor(size={"height": SIZES[size]["image"], "width": SIZES[size]["image"]}),
         tokenizer=local_t5_tokenizer(),
         qformer_tokenizer=tf.BertTokenizer(
             vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}),
@@ -69,7 +73,7 @@ def build_instructblip(out_dir: Path, seed: int = 0) -> Path:
               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
               tie_word_embeddings=False)
     config = tf.InstructBlipConfig(
-        vision_config=VISION,
+        vision_config=_vision(SIZES[size]),
         qformer_config=dict(vocab_size=len(processor.qformer_tokenizer), hidden_size=32, num_hidden_layers=2,
                             num_attention_heads=4, intermediate_size=64, max_position_embeddings=64),
         text_config=t5, num_query_tokens=num_query, image_token_index=tok.convert_tokens_to_ids("<image>"),
@@ -78,12 +82,13 @@ def build_instructblip(out_dir: Path, seed: int = 0) -> Path:
     return _save(tf.InstructBlipForConditionalGeneration(config), processor, out_dir)
 
 
-def build_qwen2_vl_image(out_dir: Path, seed: int = 0) -> Path:
+def build_qwen2_vl_image(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
     # The same checkpoint class answers image prompts; only the member's prompt differs.
-    return build_lmm("qwen2-vl", Path(out_dir), seed, "tiny")
+    return build_lmm("qwen2-vl", Path(out_dir), seed, size)
 
 
-TINY_MEMBERS: dict[str, Callable[[Path, int], Path]] = {
+# builder(out_dir, seed, size): `size` is a key of synvita.models.tiny.SIZES
+TINY_MEMBERS: dict[str, Callable[..., Path]] = {
     "llava-1.5": build_llava,
     "instructblip": build_instructblip,
     "qwen2-vl-image": build_qwen2_vl_image,

@@ -8,14 +8,16 @@
   frame shows (attribute, object, count, relation, hallucination). A frame cannot show order, so
   the members are blind to event-order flips, like their real counterparts.
 
+Both draw new scenes at every step (`_fresh_clips`) and spend half their examples on captioning.
 The result is an ordinary checkpoint folder, loaded by path like a hub model. Training here is a
-plain next-token loop on the answer tokens: pretraining is not the SynViTA objective.
+plain next-token loop on the answer and caption tokens: pretraining is not the SynViTA objective.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -28,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from synvita.toyworld.benchmarks import scenes
+from synvita.toyworld.benchmarks import held_out, scenes
 from synvita.toyworld.grammar import PHRASINGS, caption
 from synvita.toyworld.negatives import negative
 from synvita.toyworld.render import REAL, Style, render
+from synvita.toyworld.world import random_scene
 from synvita.utils import atomic_write_text
 
 CAPTION_QUESTION = "Describe the video.{text}"
@@ -44,9 +47,8 @@ VERSION = 2  # bump when the training code changes what a cached model would be
 class LmmSettings:
     kind: str = "video-llava"
     size: str = "toy"
-    scenes: int = 500
-    steps: int = 500
-    batch: int = 8
+    steps: int = 1000
+    batch: int = 8  # clips per step: each is captioned, half of them also enter entailment pairs
     lr: float = 1e-3
     frames: int = 8
     clip_size: int = 48
@@ -56,9 +58,9 @@ class LmmSettings:
 @dataclass(frozen=True)
 class MemberSettings:
     kinds: tuple[str, ...] = ("llava-1.5", "qwen2-vl-image")
-    scenes: int = 400
-    steps: int = 300
-    batch: int = 16
+    size: str = "toy"
+    steps: int = 500
+    batch: int = 8  # clips per step, as for LmmSettings
     lr: float = 1e-3
     frames: int = 8
     clip_size: int = 48
@@ -136,12 +138,30 @@ def _save(model, processor, out: Path, info: dict) -> Path:
     return out
 
 
-def _clips(tag: str, n: int, frames: int, size: int, styles=(REAL,)):
-    """(scene, clip) pairs of the training side of the split, each in one of `styles`."""
-    out = []
-    for i, s in enumerate(scenes(tag, n, test=False)):
-        out.append((s, render(s, styles[i % len(styles)], i, frames, size)))
-    return out
+def _fresh_clips(tag: str, frames: int, size: int, styles=(REAL,)):
+    """Endless (scene, clip) pairs of training-side scenes, a new scene at every draw. Trained on a
+    fixed few hundred scenes, the base models memorised them and stayed at chance on held-out ones."""
+    for i in itertools.count():
+        s = random_scene(f"{tag}-{i}")
+        if not held_out(s):
+            yield s, render(s, styles[i % len(styles)], i, frames, size)
+
+
+def _spoken(s, rng: random.Random) -> str:
+    return caption(s, rng.choice(PHRASINGS) if rng.random() < 0.3 else "then")
+
+
+def _describe(head: list[int], tok, text: str, visual: dict, token_types=None) -> _Example:
+    """Captioning: the loss is on the caption after the prompt `head`. It grounds every word of a
+    caption in the pixels, a far denser signal than one Yes/No per clip: without it (or with it on
+    a quarter of the examples) the LMM did not learn to match captions to clips at all."""
+    body = tok(" " + text, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    ids = head + body
+    return _Example(ids, [-100] * len(head) + body, visual, token_types and token_types + [0] * len(body))
+
+
+def _answer(ids: list[int], answer: int, visual: dict, token_types=None) -> _Example:
+    return _Example(ids + [answer], [-100] * len(ids) + [answer], visual, token_types and token_types + [0])
 
 
 def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | None = None) -> Path:
@@ -156,64 +176,50 @@ def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | Non
     build_tiny(settings.kind, out.with_name(out.name + ".init"), seed=settings.seed, size=settings.size)
     lmm = load_video_lmm(str(out.with_name(out.name + ".init")))
     tok = lmm.tokenizer
-    data = _clips("pretrain", settings.scenes, settings.frames, settings.clip_size)
-    rng = random.Random(settings.seed)
-    texts = [caption(s, rng.choice(PHRASINGS) if rng.random() < 0.3 else "then") for s, _ in data]
-    pixels = []
-    for start in tqdm(range(0, len(data), 32), desc="toy LMM: video processor", leave=False):
-        chunk = [clip for _, clip in data[start:start + 32]]
-        pixels += list(lmm.processor.video_processor(videos=chunk, return_tensors="pt")["pixel_values_videos"])
+    stream = _fresh_clips(f"pretrain-{settings.seed}", settings.frames, settings.clip_size)
     # The entailment prompt exactly as the scorer builds it (prefix with the video tokens + tail).
     scorer = AlignmentScorer(lmm)
-    prefix = scorer.encode([data[0][1]])[0].prefix_ids.tolist()
+    clip0 = render(random_scene(0), REAL, 0, settings.frames, settings.clip_size)
+    prefix = scorer.encode([clip0])[0].prefix_ids.tolist()
     cap_pre, cap_suf = lmm.prompt_pieces(CAPTION_QUESTION)
-    cap_prefix = lmm.processor(text=[cap_pre], videos=[data[0][1]], return_tensors="pt").input_ids[0].tolist()
+    describe_head = (lmm.processor(text=[cap_pre], videos=[clip0], return_tensors="pt").input_ids[0].tolist()
+                     + tok(cap_suf, add_special_tokens=False).input_ids)
     yes, no = _answer_id(tok, "Yes"), _answer_id(tok, "No")
-    tail = {}
-
-    def entail(i: int, text: str, answer: int) -> _Example:
-        if text not in tail:
-            tail[text] = scorer.pairs([], [0], [text]).tail_ids[0]
-        ids = prefix + tail[text] + [answer]
-        return _Example(ids, [-100] * (len(ids) - 1) + [answer], {"pixel_values_videos": pixels[i][None]})
-
-    def describe(i: int) -> _Example:
-        head = tok(cap_suf, add_special_tokens=False).input_ids
-        body = tok(" " + texts[i], add_special_tokens=False).input_ids + [tok.eos_token_id]
-        ids = cap_prefix + head + body
-        return _Example(ids, [-100] * (len(ids) - len(body)) + body, {"pixel_values_videos": pixels[i][None]})
 
     def sample(r: random.Random) -> list[_Example]:
-        out = []
-        for j in range(settings.batch):
-            i = r.randrange(len(data))
-            if j % 4 == 3:
-                out.append(describe(i))
-            elif j % 2 == 0:
-                out.append(entail(i, texts[i], yes))
-            else:
-                out.append(entail(i, texts[(i + r.randrange(1, len(data))) % len(data)], no))
+        clips = [next(stream) for _ in range(settings.batch)]
+        pixels = lmm.processor.video_processor(videos=[c for _, c in clips], return_tensors="pt")["pixel_values_videos"]
+        visual = [{"pixel_values_videos": p[None]} for p in pixels]
+        texts = [_spoken(s, r) for s, _ in clips]
+        tails = [scorer.pairs([], [0], [t]).tail_ids[0] for t in texts]
+        out = [_describe(describe_head, tok, t, v) for t, v in zip(texts, visual)]
+        # Entailment on pairs of clips, each clip with both captions, so that neither the clip nor
+        # the caption alone tells the answer.
+        for a in range(0, settings.batch // 2 - 1, 2):
+            b = a + 1
+            out += [_answer(prefix + tails[a], yes, visual[a]), _answer(prefix + tails[b], no, visual[a]),
+                    _answer(prefix + tails[b], yes, visual[b]), _answer(prefix + tails[a], no, visual[b])]
         return out
 
     losses = _fit(lmm.model, sample, settings.steps, settings.lr, settings.seed, "toy LMM: pretraining")
     shutil.rmtree(out.with_name(out.name + ".init"))
     return _save(lmm.model, lmm.processor, out, {"settings": dataclasses.asdict(settings),
                                                  "final_loss": float(np.mean(losses[-50:])),
-                                                 "heldout_easy_auc": heldout_easy_auc(AlignmentScorer(lmm), settings)})
+                                                 "heldout_easy_auc": heldout_easy_auc(
+                                                     scorer.score_many, settings.frames, settings.clip_size)})
 
 
-def heldout_easy_auc(scorer, settings: LmmSettings, n: int = 48) -> float:
-    """AUC of f at telling held-out clips' own captions from another held-out clip's caption: the
-    task pretraining teaches, so a model that learnt nothing scores about 0.5."""
+def heldout_easy_auc(score, frames: int, clip_size: int, n: int = 48) -> float:
+    """AUC of `score(clip, texts)` at telling held-out clips' own captions from another held-out
+    clip's caption: the task pretraining teaches, so a model that learnt nothing scores about 50."""
     from synvita.evaluation.metrics import roc_auc
 
     test = scenes("pretrain-check", n, test=True)
     f_own, f_other = [], []
     for i, s in enumerate(test):
-        scores = scorer.score_many(render(s, REAL, i, settings.frames, settings.clip_size),
-                                   [caption(s), caption(test[(i + 1) % n])])
-        f_own.append(float(scores[0]))
-        f_other.append(float(scores[1]))
+        own, other = score(render(s, REAL, i, frames, clip_size), [caption(s), caption(test[(i + 1) % n])])
+        f_own.append(float(own))
+        f_other.append(float(other))
     return roc_auc([1] * n + [0] * n, f_own + f_other)
 
 
@@ -229,57 +235,65 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
     todo = [k for k in settings.kinds if not (paths[_member_name(k)] / "toyworld.json").is_file()]
     if not todo:
         return paths
-    from synvita.scoring.members import MEMBERS
+    from synvita.scoring.members import MEMBERS, HFMember
     from synvita.scoring.tiny_members import TINY_MEMBERS
 
-    data = _clips("members", settings.scenes, settings.frames, settings.clip_size, styles=(REAL, REAL, PLAIN))
-    rng = random.Random(settings.seed)
-    texts = [caption(s) for s, _ in data]
-    hard = [[caption(n) for k in STATIC_KINDS if (n := negative(s, k, rng)) is not None] for s, _ in data]
+    picks = np.linspace(0, settings.frames - 1, 4).round().astype(int)  # the frames scoring samples
+    frame0 = render(random_scene(0), REAL, 0, settings.frames, settings.clip_size)[0]
     for kind in todo:
         out = paths[_member_name(kind)]
         init = out.with_name(out.name + ".init")
-        TINY_MEMBERS[kind](init, settings.seed)
+        TINY_MEMBERS[kind](init, settings.seed, settings.size)
         member = MEMBERS.get(_member_name(kind)).load(kind, str(init))
         proc, tok = member.processor, member.processor.tokenizer
-        pre, post = member.prompt("\x00").split("\x00")
-        frame0 = data[0][1][0]
-        prefix = proc(images=[frame0], text=[pre], return_tensors="pt").input_ids[0].tolist()
-        visual = []  # per clip: processor tensors of 4 frames spread over the clip, as scoring samples
-        picks = np.linspace(0, settings.frames - 1, 4).round().astype(int)
-        for _, clip in tqdm(data, desc=f"member {kind}: image processor", leave=False):
-            px = proc.image_processor(images=[clip[f] for f in picks], return_tensors="pt")
-            visual.append(px)
-        yes, no = _answer_id(tok, "Yes"), _answer_id(tok, "No")
+        qwen = "image_grid_thw" in proc.image_processor(images=[frame0], return_tensors="pt")
         image_id = tok.convert_tokens_to_ids(tok.image_token)
 
-        def one(i: int, f: int, text: str, answer: int) -> _Example:
-            ids = prefix + tok(text + post, add_special_tokens=False).input_ids + [answer]
-            px = visual[i]
-            if "image_grid_thw" in px:  # Qwen2-VL: patches of all frames in one tensor, split by grid
-                sizes = [int(g.prod()) for g in px["image_grid_thw"]]
-                start = sum(sizes[:f])
-                vis = {"pixel_values": px["pixel_values"][start:start + sizes[f]],
-                       "image_grid_thw": px["image_grid_thw"][f:f + 1]}
-            else:
-                vis = {"pixel_values": px["pixel_values"][f:f + 1]}
-            types = [int(t == image_id) for t in ids] if "image_grid_thw" in px else None
-            return _Example(ids, [-100] * (len(ids) - 1) + [answer], vis, types)
+        ask_pre, ask_post = member.prompt("\x00").split("\x00")
+        ask = proc(images=[frame0], text=[ask_pre], return_tensors="pt").input_ids[0].tolist()
+        tell_pre, tell_post = HFMember(kind, member.model, proc, template=CAPTION_QUESTION.replace("video", "image")
+                                       ).prompt("\x00").split("\x00")
+        tell = (proc(images=[frame0], text=[tell_pre], return_tensors="pt").input_ids[0].tolist()
+                + tok(tell_post, add_special_tokens=False).input_ids)
+        yes, no = _answer_id(tok, "Yes"), _answer_id(tok, "No")
+        stream = _fresh_clips(f"members-{settings.seed}", settings.frames, settings.clip_size,
+                              styles=(REAL, REAL, PLAIN))
+
+        def types(ids: list[int]) -> list[int] | None:
+            return [int(t == image_id) for t in ids] if qwen else None
 
         def sample(r: random.Random) -> list[_Example]:
-            out_ = []
-            for j in range(settings.batch):
-                i, f = r.randrange(len(data)), r.randrange(len(picks))
-                if j % 2 == 0:
-                    out_.append(one(i, f, texts[i], yes))
-                elif j % 4 == 1 and hard[i]:
-                    out_.append(one(i, f, r.choice(hard[i]), no))
-                else:
-                    out_.append(one(i, f, texts[(i + r.randrange(1, len(data))) % len(data)], no))
+            clips = [next(stream) for _ in range(settings.batch)]
+            px = proc.image_processor(images=[c[picks[r.randrange(len(picks))]] for _, c in clips],
+                                      return_tensors="pt")
+            if qwen:  # patches of all frames in one tensor, split by grid
+                ends = np.cumsum([0] + [int(g.prod()) for g in px["image_grid_thw"]])
+                visual = [{"pixel_values": px["pixel_values"][ends[i]:ends[i + 1]],
+                           "image_grid_thw": px["image_grid_thw"][i:i + 1]} for i in range(len(clips))]
+            else:
+                visual = [{"pixel_values": px["pixel_values"][i:i + 1]} for i in range(len(clips))]
+            texts = [_spoken(s, r) for s, _ in clips]
+            out_ = [_describe(tell, tok, t, v, types(tell)) for t, v in zip(texts, visual)]
+
+            def asked(text: str, answer: int, v: dict) -> _Example:
+                ids = ask + tok(text + ask_post, add_special_tokens=False).input_ids
+                return _answer(ids, answer, v, types(ids))
+
+            def wrong(i: int, other: int) -> str:
+                # half the time a negative that changes what the frame shows, else the partner's caption
+                hard = [n for k in STATIC_KINDS if (n := negative(clips[i][0], k, r)) is not None]
+                return caption(r.choice(hard)) if hard and r.random() < 0.5 else texts[other]
+
+            for a in range(0, settings.batch // 2 - 1, 2):
+                b = a + 1
+                out_ += [asked(texts[a], yes, visual[a]), asked(wrong(a, b), no, visual[a]),
+                         asked(texts[b], yes, visual[b]), asked(wrong(b, a), no, visual[b])]
             return out_
 
         losses = _fit(member.model, sample, settings.steps, settings.lr, settings.seed, f"member {kind}: training")
         shutil.rmtree(init)
+        auc = heldout_easy_auc(lambda clip, texts: member.p_yes([clip[f] for f in picks], texts).mean(0),
+                               settings.frames, settings.clip_size)
         _save(member.model, proc, out, {"settings": dataclasses.asdict(settings), "kind": kind,
-                                        "final_loss": float(np.mean(losses[-50:]))})
+                                        "final_loss": float(np.mean(losses[-50:])), "heldout_easy_auc": auc})
     return paths

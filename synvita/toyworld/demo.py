@@ -59,10 +59,10 @@ class Scale:
     seeds: int = 3
 
 
-FULL = Scale(train_scenes=160, negatives_per_scene=2, bench=dict(n_llm=100, n_human=80, n_atp=100),
-             lmm=LmmSettings(), members=MemberSettings(), train_steps=60)
+FULL = Scale(train_scenes=100, negatives_per_scene=2, bench=dict(n_llm=80, n_human=60, n_atp=80),
+             lmm=LmmSettings(), members=MemberSettings(), train_steps=30)
 QUICK = Scale(train_scenes=12, negatives_per_scene=1, bench=dict(n_llm=8, n_human=8, n_atp=8),
-              lmm=LmmSettings(scenes=48, steps=12), members=MemberSettings(scenes=48, steps=8), train_steps=2,
+              lmm=LmmSettings(steps=12, batch=4), members=MemberSettings(steps=8, batch=4), train_steps=2,
               seeds=1)
 
 
