@@ -1,6 +1,7 @@
 """`synvita demo`: the whole pipeline on the toy world, through every stage's own command."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,8 +18,9 @@ def test_table_formats_mean_and_spread():
 
 
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path, capsys):
-    summary = demo.demo(tmp_path / "run", demo.QUICK, cache=tmp_path / "cache")
+def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative run folder, as `make demo` passes
+    summary = demo.demo(Path("run"), demo.QUICK, cache=tmp_path / "cache")
     printed = capsys.readouterr().out
     for stage in summary["missing_stages"]:
         assert f"MISSING STAGE: {stage}" in printed
@@ -30,5 +32,5 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
             for scores in per_seed:
                 assert set(scores) == set(demo.COLUMNS) and all(0 <= v <= 100 for v in scores.values())
     # a second run reuses the cached base models and every stage's files
-    again = demo.demo(tmp_path / "run", demo.QUICK, cache=tmp_path / "cache")
+    again = demo.demo(Path("run"), demo.QUICK, cache=tmp_path / "cache")
     assert again["results"] == summary["results"]

@@ -64,7 +64,7 @@ def test_triplets_are_training_scenes_only(tmp_path, bench):
     assert not any(held_out(parse(t.caption)) for t in triplets)
     test_captions = {t.caption for t in read_llm_csv(bench / "videocon_llm_entailment.csv", bench)}
     assert not test_captions & {t.caption for t in triplets}
-    assert read_video(triplets[0].video, FrameSampler(num_frames=8)).shape == (8, 32, 32, 3)
+    assert read_video(path.parent / triplets[0].video, FrameSampler(num_frames=8)).shape == (8, 32, 32, 3)
 
 
 def test_base_models_pretrain_on_fresh_training_scenes_only(bench):

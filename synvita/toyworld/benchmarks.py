@@ -214,14 +214,15 @@ def write_benchmarks(root: str | Path, n_llm: int = 120, n_human: int = 100, n_a
 
 def write_triplets(run: str | Path, n_scenes: int, negatives_per_scene: int = 2, frames: int = 12,
                    size: int = 48) -> Path:
-    """Training triplets (real-style clip, caption t^r, hard negative t^s) as RUN/triplets.jsonl."""
+    """Training triplets (real-style clip, caption t^r, hard negative t^s) as RUN/triplets.jsonl, video
+    paths relative to RUN as manifests allow, so the run folder can move."""
     run = Path(run)
     records = []
     for i, s in enumerate(tqdm(scenes("train", n_scenes, False), desc="toy triplets", leave=False)):
         rel = f"toy/videos/train_{i:05d}.mp4"
         _write_clip(run, rel, s, frames, size)
         for kind, neg in _negatives(s, i, negatives_per_scene):
-            records.append(Triplet(id=f"toy_{i:05d}_{kind}", video=str(run / rel), caption=caption(s),
+            records.append(Triplet(id=f"toy_{i:05d}_{kind}", video=rel, caption=caption(s),
                                    negative=caption(neg), misalignment=kind, source="toyworld", split="train"))
     path = run / "triplets.jsonl"
     write_manifest(path, records)
