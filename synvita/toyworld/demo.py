@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from synvita.toyworld.basemodels import LmmSettings, MemberSettings, off_the_shelf, vqa_members
+from synvita.toyworld.basemodels import LmmSettings, MemberSettings, base_models
 from synvita.toyworld.benchmarks import write_benchmarks, write_triplets
 from synvita.toyworld.generator import PROFILES
 from synvita.utils import atomic_write_text
@@ -202,8 +202,7 @@ def demo(out: Path, scale: Scale, cache: Path | None = None) -> dict:
     if not (out / "benchmarks" / "nextqa-atphard.csv").is_file():
         write_benchmarks(out / "benchmarks", frames=FRAMES, size=SIZE, **scale.bench)
     log("base models: the off-the-shelf video LMM and the VQA members (cached)")
-    base = off_the_shelf(scale.lmm, cache)
-    members = vqa_members(scale.members, cache)
+    base, members = base_models(scale.lmm, scale.members, cache)
     summary = {"run": str(out), "scale": dataclasses.asdict(scale), "missing_stages": missing, "base_model": str(base),
                "members": {k: str(v) for k, v in members.items()}, "results": {}, "weight_quality": None}
     have_weights = False
