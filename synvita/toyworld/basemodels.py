@@ -59,7 +59,7 @@ class LmmSettings:
 class MemberSettings:
     kinds: tuple[str, ...] = ("llava-1.5", "qwen2-vl-image")
     size: str = "toy"
-    steps: int = 600
+    steps: int = 450
     batch: int = 16  # clips per step, as for LmmSettings
     lr: float = 1e-3
     frames: int = 8

@@ -59,8 +59,8 @@ class Scale:
     seeds: int = 3
 
 
-FULL = Scale(train_scenes=100, negatives_per_scene=2, bench=dict(n_llm=80, n_human=60, n_atp=80),
-             lmm=LmmSettings(), members=MemberSettings(), train_steps=30)
+FULL = Scale(train_scenes=80, negatives_per_scene=2, bench=dict(n_llm=60, n_human=50, n_atp=60),
+             lmm=LmmSettings(), members=MemberSettings(), train_steps=20)
 QUICK = Scale(train_scenes=12, negatives_per_scene=1, bench=dict(n_llm=8, n_human=8, n_atp=8),
               lmm=LmmSettings(steps=12, batch=4), members=MemberSettings(steps=8, batch=4), train_steps=2,
               seeds=1)
