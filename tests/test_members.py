@@ -59,13 +59,18 @@ def _single_pair_p_yes(member, frame, text):
     return float(probs[member.yes_ids].sum())
 
 
+@pytest.mark.parametrize("sharing", [True, False])
 @pytest.mark.parametrize("kind", [*sorted(TINY_MEMBERS), "qwen2.5-vl"])
-def test_batched_p_yes_matches_single_pairs(kind, tiny_dirs, frames, tmp_path):
+def test_batched_p_yes_matches_single_pairs(kind, sharing, tiny_dirs, frames, tmp_path):
     if kind == "qwen2.5-vl":  # the tiny video LMM of that family, used on single frames
-        spec = MemberSpec(name=kind, kind=kind, model="tiny:qwen2.5-vl", batch_size=4)
+        spec = MemberSpec(name=kind, kind=kind, model="tiny:qwen2.5-vl", batch_size=4, prefix_sharing=sharing)
     else:
-        spec = MemberSpec(name=kind, kind=EXPECTED[kind][2], model=str(tiny_dirs[kind]), batch_size=4)
+        spec = MemberSpec(name=kind, kind=EXPECTED[kind][2], model=str(tiny_dirs[kind]), batch_size=4,
+                          prefix_sharing=sharing)
     member = load_member(spec, cache_dir=tmp_path)
+    # decoder-only members share the prompt before the caption; T5 (InstructBLIP) cannot
+    assert member.prefix_sharing == (sharing and kind != "instructblip")
+    assert not member.prefix_sharing or member._splits_cleanly(TEXTS)
     member.processor.tokenizer.padding_side = "right" if kind == "llava-1.5" else "left"
     p = member.p_yes(frames, TEXTS)
     assert p.shape == (len(frames), len(TEXTS))

@@ -10,6 +10,7 @@ decoder's first token for T5.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -48,7 +49,7 @@ class HFKind:
 
     def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
              device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False,
-             processor_kwargs: dict | None = None):
+             processor_kwargs: dict | None = None, prefix_sharing: bool = True):
         import transformers
 
         config = transformers.AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
@@ -59,16 +60,22 @@ class HFKind:
         net = cls.from_pretrained(model, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
         processor = transformers.AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code,
                                                                **(processor_kwargs or {}))
-        return HFMember(name, net.to(device).eval(), processor, template=template, batch_size=batch_size)
+        return HFMember(name, net.to(device).eval(), processor, template=template, batch_size=batch_size,
+                        prefix_sharing=prefix_sharing)
 
 
 class HFMember:
-    def __init__(self, name: str, model, processor, template: str = DEFAULT_TEMPLATE, batch_size: int = 8):
+    def __init__(self, name: str, model, processor, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
+                 prefix_sharing: bool = True):
         if "{text}" not in template:
             raise MemberError(f"member {name!r}: question template {template!r} has no {{text}} slot")
         self.name, self.model, self.processor = name, model, processor
         self.template, self.batch_size = template, batch_size
         self.seq2seq = bool(getattr(model.config, "text_config", model.config).is_encoder_decoder)
+        # A decoder-only member runs the prompt up to the caption (image tokens included) once per
+        # frame and scores the captions from its cached keys/values. T5 members cannot: InstructBLIP's
+        # Q-Former reads the question, so the image's encoding depends on the caption.
+        self.prefix_sharing = prefix_sharing and not self.seq2seq
         tok = processor.tokenizer
         self.yes_ids, self.no_ids = answer_token_ids(tok, YES_WORDS), answer_token_ids(tok, NO_WORDS)
         if not self.yes_ids or set(self.yes_ids) & set(self.no_ids):
@@ -82,9 +89,15 @@ class HFMember:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
 
+    def _p_yes(self, logits: torch.Tensor) -> torch.Tensor:
+        # Summed float32 probabilities can overshoot 1 by an ulp.
+        return logits.float().softmax(-1)[:, self.yes_ids].sum(-1).clamp(0.0, 1.0).cpu()
+
     @torch.no_grad()
     def p_yes(self, frames: list[np.ndarray], texts: list[str]) -> torch.Tensor:
         """P(Yes) for every frame x caption, shape (len(frames), len(texts)), in batched forwards."""
+        if self.prefix_sharing and self._splits_cleanly(texts):
+            return torch.stack([self._p_yes_shared(frame, texts) for frame in frames])
         prompts = [self.prompt(t) for t in texts]
         pairs = [(f, t) for f in range(len(frames)) for t in range(len(texts))]
         out = torch.empty(len(pairs))
@@ -103,10 +116,52 @@ class HFMember:
                 mask = batch["attention_mask"]
                 last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
                 logits = logits[torch.arange(len(chunk)), last]
-            probs = logits.float().softmax(-1)
-            # Summed float32 probabilities can overshoot 1 by an ulp.
-            out[start:start + len(chunk)] = probs[:, self.yes_ids].sum(-1).clamp(0.0, 1.0).cpu()
+            out[start:start + len(chunk)] = self._p_yes(logits)
         return out.view(len(frames), len(texts))
+
+    def _tail_positions(self, width: int, shape) -> dict:
+        """M-RoPE members (Qwen2-VL) number text after the image from the prefix's offset
+        (`rope_deltas`, set by the prefix pass); transformers' own continuation counts the prefix
+        mask's length instead, so the positions are given here. Other members count from the cache."""
+        deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
+        if deltas is None:
+            return {}
+        steps = width + torch.arange(shape[1], device=self.model.device) + deltas.reshape(-1)[0]
+        return {"position_ids": steps.view(1, 1, -1).expand(3, shape[0], -1)}
+
+    def _splits_cleanly(self, texts: list[str]) -> bool:
+        """Whether each prompt's tokens are the prompt-before-the-caption's tokens followed by the
+        caption-and-rest's: only then does sharing score the very sequence the plain path scores."""
+        pre, post = self.prompt("\x00").split("\x00")
+        tok = self.processor.tokenizer
+        head = tok(pre).input_ids
+        return all(tok(pre + t + post).input_ids == head + tok(t + post, add_special_tokens=False).input_ids
+                   for t in texts)
+
+    def _p_yes_shared(self, frame: np.ndarray, texts: list[str]) -> torch.Tensor:
+        """P(Yes) of one frame for every caption: the prompt before the caption once, then the
+        captions' tails (caption + rest of the prompt), `batch_size` at a time, from its cache."""
+        pre, post = self.prompt("\x00").split("\x00")
+        tok, device = self.processor.tokenizer, self.model.device
+        prefix = self.processor(images=[frame], text=[pre], return_tensors="pt").to(device)
+        if "pixel_values" in prefix:
+            prefix["pixel_values"] = prefix["pixel_values"].to(self.model.dtype)
+        cache = self.model(**prefix, use_cache=True).past_key_values
+        width = prefix["input_ids"].shape[1]
+        tails = [tok(t + post, add_special_tokens=False).input_ids for t in texts]
+        out = torch.empty(len(texts))
+        for start in range(0, len(texts), self.batch_size):
+            rows = tails[start:start + self.batch_size]
+            ids = torch.tensor([r + [tok.pad_token_id or 0] * (max(map(len, rows)) - len(r)) for r in rows], device=device)
+            mask = torch.cat([torch.ones(len(rows), width, dtype=torch.long, device=device),
+                              torch.tensor([[1] * len(r) + [0] * (ids.shape[1] - len(r)) for r in rows], device=device)], 1)
+            kv = copy.deepcopy(cache)
+            kv.batch_repeat_interleave(len(rows))
+            logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=kv, use_cache=True,
+                                **self._tail_positions(width, ids.shape)).logits
+            last = torch.tensor([len(r) - 1 for r in rows], device=device)
+            out[start:start + len(rows)] = self._p_yes(logits[torch.arange(len(rows)), last])
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +170,7 @@ class T2VMetricsKind:
 
     def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
              device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False,
-             processor_kwargs: dict | None = None):
+             processor_kwargs: dict | None = None, prefix_sharing: bool = True):  # t2v_metrics scores its own way
         if processor_kwargs:
             raise MemberError(f"member {name!r}: t2v_metrics models take no processor_kwargs")
         try:
@@ -182,6 +237,8 @@ class MemberSpec:
     # Passed to AutoProcessor, e.g. {size: {shortest_edge: 200704, longest_edge: 401408}} to bound
     # the image tokens Qwen2-VL makes of a large frame.
     processor_kwargs: dict = dataclasses.field(default_factory=dict)
+    # Decoder-only members encode the prompt up to the caption once per frame (scores are equal).
+    prefix_sharing: bool = True
 
     def resolved(self) -> tuple[str, str]:
         if self.kind and self.model:
@@ -200,4 +257,4 @@ def load_member(spec: MemberSpec, device: str | torch.device = "cpu", cache_dir:
     return MEMBERS.get(kind).load(
         spec.name, materialize(model, cache_dir), template=spec.template, batch_size=spec.batch_size,
         device=device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code,
-        processor_kwargs=spec.processor_kwargs)
+        processor_kwargs=spec.processor_kwargs, prefix_sharing=spec.prefix_sharing)
