@@ -16,7 +16,6 @@ from typing import Callable
 from synvita.models.tiny import LLAMA_CHAT_TEMPLATE, SIZES, build_lmm, text_config, build_tokenizer
 
 
-
 def _vision(size: dict) -> dict:
     return dict(hidden_size=size["vision_hidden"], intermediate_size=2 * size["vision_hidden"],
                 num_hidden_layers=size["vision_layers"], num_attention_heads=4, image_size=size["image"],

@@ -187,7 +187,7 @@ def base_models(lmm: LmmSettings, members: MemberSettings, cache: str | Path | N
     processes side by side: these small models train nearly as fast on one thread as on two (the
     LMM: 2.4 steps/s on one thread beside another job, 2.7 on both cores alone), so the pair of
     jobs takes the time of the longer one instead of the sum."""
-    if _built(_lmm_path(lmm, cache)) or all(_built(p) for p in _member_paths(members, cache).values()):
+    if _built(_lmm_path(lmm, cache)) and all(_built(p) for p in _member_paths(members, cache).values()):
         return off_the_shelf(lmm, cache), vqa_members(members, cache)
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
