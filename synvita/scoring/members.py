@@ -10,7 +10,6 @@ decoder's first token for T5.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -97,7 +96,9 @@ class HFMember:
     def p_yes(self, frames: list[np.ndarray], texts: list[str]) -> torch.Tensor:
         """P(Yes) for every frame x caption, shape (len(frames), len(texts)), in batched forwards."""
         if self.prefix_sharing and self._splits_cleanly(texts):
-            return torch.stack([self._p_yes_shared(frame, texts) for frame in frames])
+            shared = self._p_yes_shared(frames, texts)
+            if shared is not None:
+                return shared
         prompts = [self.prompt(t) for t in texts]
         pairs = [(f, t) for f in range(len(frames)) for t in range(len(texts))]
         out = torch.empty(len(pairs))
@@ -119,15 +120,16 @@ class HFMember:
             out[start:start + len(chunk)] = self._p_yes(logits)
         return out.view(len(frames), len(texts))
 
-    def _tail_positions(self, width: int, shape) -> dict:
+    def _tail_positions(self, width: int, frame_of_row: torch.Tensor, length: int) -> dict:
         """M-RoPE members (Qwen2-VL) number text after the image from the prefix's offset
-        (`rope_deltas`, set by the prefix pass); transformers' own continuation counts the prefix
-        mask's length instead, so the positions are given here. Other members count from the cache."""
+        (`rope_deltas`, one per frame, set by the prefix pass); transformers' own continuation counts
+        the prefix mask's length instead, so the positions are given here. Others count from the cache."""
         deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
         if deltas is None:
             return {}
-        steps = width + torch.arange(shape[1], device=self.model.device) + deltas.reshape(-1)[0]
-        return {"position_ids": steps.view(1, 1, -1).expand(3, shape[0], -1)}
+        steps = width + torch.arange(length, device=self.model.device)
+        rows = steps + deltas.reshape(-1)[frame_of_row].unsqueeze(-1)
+        return {"position_ids": rows.unsqueeze(0).expand(3, -1, -1)}
 
     def _splits_cleanly(self, texts: list[str]) -> bool:
         """Whether each prompt's tokens are the prompt-before-the-caption's tokens followed by the
@@ -138,30 +140,39 @@ class HFMember:
         return all(tok(pre + t + post).input_ids == head + tok(t + post, add_special_tokens=False).input_ids
                    for t in texts)
 
-    def _p_yes_shared(self, frame: np.ndarray, texts: list[str]) -> torch.Tensor:
-        """P(Yes) of one frame for every caption: the prompt before the caption once, then the
-        captions' tails (caption + rest of the prompt), `batch_size` at a time, from its cache."""
+    def _p_yes_shared(self, frames: list[np.ndarray], texts: list[str]) -> torch.Tensor | None:
+        """P(Yes) for every frame x caption: the prompt before the caption for all frames in one pass,
+        then the pairs' tails (caption + rest of the prompt), `batch_size` at a time, from its cache.
+        None when the frames' prompts differ in length (frames of different sizes)."""
+        from transformers import DynamicCache
+
         pre, post = self.prompt("\x00").split("\x00")
         tok, device = self.processor.tokenizer, self.model.device
-        prefix = self.processor(images=[frame], text=[pre], return_tensors="pt").to(device)
+        prefix = self.processor(images=list(frames), text=[pre] * len(frames), padding=True,
+                                return_tensors="pt").to(device)
+        if not bool(prefix["attention_mask"].all()):
+            return None
         if "pixel_values" in prefix:
             prefix["pixel_values"] = prefix["pixel_values"].to(self.model.dtype)
-        cache = self.model(**prefix, use_cache=True).past_key_values
+        prefix_kv = [(k, v) for k, v, *_ in self.model(**prefix, use_cache=True).past_key_values]
         width = prefix["input_ids"].shape[1]
         tails = [tok(t + post, add_special_tokens=False).input_ids for t in texts]
-        out = torch.empty(len(texts))
-        for start in range(0, len(texts), self.batch_size):
-            rows = tails[start:start + self.batch_size]
+        pairs = [(f, t) for f in range(len(frames)) for t in range(len(texts))]
+        out = torch.empty(len(pairs))
+        for start in range(0, len(pairs), self.batch_size):
+            chunk = pairs[start:start + self.batch_size]
+            rows = [tails[t] for _, t in chunk]
+            frame_of_row = torch.tensor([f for f, _ in chunk], device=device)
             ids = torch.tensor([r + [tok.pad_token_id or 0] * (max(map(len, rows)) - len(r)) for r in rows], device=device)
             mask = torch.cat([torch.ones(len(rows), width, dtype=torch.long, device=device),
                               torch.tensor([[1] * len(r) + [0] * (ids.shape[1] - len(r)) for r in rows], device=device)], 1)
-            kv = copy.deepcopy(cache)
-            kv.batch_repeat_interleave(len(rows))
+            kv = DynamicCache(ddp_cache_data=[(k[frame_of_row], v[frame_of_row]) for k, v in prefix_kv],
+                              config=self.model.config)
             logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=kv, use_cache=True,
-                                **self._tail_positions(width, ids.shape)).logits
+                                **self._tail_positions(width, frame_of_row, ids.shape[1])).logits
             last = torch.tensor([len(r) - 1 for r in rows], device=device)
             out[start:start + len(rows)] = self._p_yes(logits[torch.arange(len(rows)), last])
-        return out
+        return out.view(len(frames), len(texts))
 
 
 @dataclasses.dataclass(frozen=True)

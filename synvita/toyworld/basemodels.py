@@ -160,6 +160,12 @@ def _describe(head: list[int], tok, text: str, visual: dict, token_types=None) -
     return _Example(ids, [-100] * len(head) + body, visual, token_types and token_types + [0] * len(body))
 
 
+def _entailment_pairs(batch: int) -> list[tuple[int, int]]:
+    """Clip pairs (0, 1), (2, 3), ... over the first half of a step's clips. Each clip of a pair is
+    asked with both captions, so that neither the clip nor the caption alone tells the answer."""
+    return [(a, a + 1) for a in range(0, batch // 2 - 1, 2)]
+
+
 def _answer(ids: list[int], answer: int, visual: dict, token_types=None) -> _Example:
     return _Example(ids + [answer], [-100] * len(ids) + [answer], visual, token_types and token_types + [0])
 
@@ -225,12 +231,9 @@ def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | Non
         pixels = lmm.processor.video_processor(videos=[c for _, c in clips], return_tensors="pt")["pixel_values_videos"]
         visual = [{"pixel_values_videos": p[None]} for p in pixels]
         texts = [_spoken(s, r) for s, _ in clips]
-        tails = [scorer.pairs([], [0], [t]).tail_ids[0] for t in texts]
+        tails = scorer.pairs([], [0] * len(texts), texts).tail_ids
         out = [_describe(describe_head, tok, t, v) for t, v in zip(texts, visual)]
-        # Entailment on pairs of clips, each clip with both captions, so that neither the clip nor
-        # the caption alone tells the answer.
-        for a in range(0, settings.batch // 2 - 1, 2):
-            b = a + 1
+        for a, b in _entailment_pairs(settings.batch):
             out += [_answer(prefix + tails[a], yes, visual[a]), _answer(prefix + tails[b], no, visual[a]),
                     _answer(prefix + tails[b], yes, visual[b]), _answer(prefix + tails[a], no, visual[b])]
         return out
@@ -316,8 +319,7 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
                 hard = [n for k in STATIC_KINDS if (n := negative(clips[i][0], k, r)) is not None]
                 return caption(r.choice(hard)) if hard and r.random() < 0.5 else texts[other]
 
-            for a in range(0, settings.batch // 2 - 1, 2):
-                b = a + 1
+            for a, b in _entailment_pairs(settings.batch):
                 out_ += [asked(texts[a], yes, visual[a]), asked(wrong(a, b), no, visual[a]),
                          asked(texts[b], yes, visual[b]), asked(wrong(b, a), no, visual[b])]
             return out_
