@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from synvita.data.video import FrameSampler
 from synvita.toyworld.benchmarks import held_out, scenes
 from synvita.toyworld.grammar import PHRASINGS, caption
 from synvita.toyworld.negatives import negative
@@ -273,7 +274,7 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
     from synvita.scoring.members import MEMBERS, HFMember
     from synvita.scoring.tiny_members import TINY_MEMBERS
 
-    picks = np.linspace(0, settings.frames - 1, 4).round().astype(int)  # the frames scoring samples
+    picks = FrameSampler("uniform", 4).indices(np.arange(settings.frames), settings.frames)  # as scoring samples
     frame0 = render(random_scene(0), REAL, 0, settings.frames, settings.clip_size)[0]
     for kind in todo:
         out = paths[_member_name(kind)]
