@@ -68,6 +68,27 @@ def test_f_equals_the_models_own_forward_for_any_padding_batch_and_sharing(kind,
     assert torch.allclose(many, reference_f(lmm, AlignmentScorer(lmm), [videos[1]] * 4, TEXTS), atol=TOL)
 
 
+# What a tokenizer may split differently inside the prompt than alone: a quote that fuses with the
+# prompt's opening quote, a leading space, bytes without a token of their own, a trailing quote.
+EDGE_CAPTIONS = ['"quoted" words open it', " a leading space", "café naïve 日本語", 'it ends with a quote"',
+                 "a man opens a door"]
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_edge_case_captions_score_as_the_processors_full_prompt(kind, lmms, videos):
+    lmm = lmms[kind]
+    scorer = AlignmentScorer(lmm, batch_size=3)
+    batch = scorer.pairs(scorer.encode([videos[0]]), [0] * len(EDGE_CAPTIONS), EDGE_CAPTIONS)
+    # The leading quote re-spells the prompt's last token; the other captions keep the whole prefix.
+    assert batch.dropped == [1, 0, 0, 0, 0]
+    ref = reference_f(lmm, scorer, [videos[0]] * len(EDGE_CAPTIONS), EDGE_CAPTIONS)
+    for sharing in (True, False):
+        got = scorer.score([videos[0]] * len(EDGE_CAPTIONS), EDGE_CAPTIONS, prefix_sharing=sharing).double()
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="video placeholder"):
+        scorer.score([videos[0]], [f"a {lmm.video_token} in the caption"])
+
+
 @pytest.mark.parametrize("kind", TINY_KINDS)
 def test_keep_spans_hide_caption_tokens_by_attention(kind, lmms, videos):
     lmm = lmms[kind]

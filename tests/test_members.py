@@ -70,13 +70,50 @@ def test_batched_p_yes_matches_single_pairs(kind, sharing, tiny_dirs, frames, tm
     member = load_member(spec, cache_dir=tmp_path)
     # decoder-only members share the prompt before the caption; T5 (InstructBLIP) cannot
     assert member.prefix_sharing == (sharing and kind != "instructblip")
-    assert not member.prefix_sharing or member._splits_cleanly(TEXTS)
+    assert not member.prefix_sharing or member._split(TEXTS) is not None
     member.processor.tokenizer.padding_side = "right" if kind == "llava-1.5" else "left"
     p = member.p_yes(frames, TEXTS)
     assert p.shape == (len(frames), len(TEXTS))
     expected = torch.tensor([[_single_pair_p_yes(member, f, t) for t in TEXTS] for f in frames], dtype=torch.float64)
     torch.testing.assert_close(p.double(), expected, rtol=0, atol=1e-5)
     assert p.std() > 0  # frames and captions must matter, or the comparison proves little
+
+
+EDGE_CAPTIONS = ['"quoted" words open it', " a leading space", "café naïve 日本語", 'it ends with a quote"']
+
+
+@pytest.mark.parametrize("kind", [*sorted(TINY_MEMBERS), "qwen2.5-vl"])
+def test_edge_case_captions_score_as_the_processors_full_prompt(kind, tiny_dirs, frames, tmp_path):
+    model = "tiny:qwen2.5-vl" if kind == "qwen2.5-vl" else str(tiny_dirs[kind])
+    member = load_member(MemberSpec(name=kind, kind=EXPECTED.get(kind, (0, 0, kind))[2], model=model, batch_size=3),
+                         cache_dir=tmp_path)
+    if member.prefix_sharing:
+        # the leading quote re-spells the prompt's last token (one dropped), the others share it all
+        assert [d for d, _ in member._split(EDGE_CAPTIONS)] == [1, 0, 0, 0]
+    expected = torch.tensor([[_single_pair_p_yes(member, f, t) for t in EDGE_CAPTIONS] for f in frames[:2]],
+                            dtype=torch.float64)
+    torch.testing.assert_close(member.p_yes(frames[:2], EDGE_CAPTIONS).double(), expected, rtol=0, atol=1e-5)
+    with pytest.raises(MemberError, match="image placeholder"):
+        member.p_yes(frames[:1], [f"a {member.processor.image_token} here"])
+
+
+def test_llava_member_shares_the_prefix_with_the_llama_tokenizer(tiny_dirs, frames):
+    """With the Llama pipeline a caption alone gains a "▁"; the token-level split shares regardless:
+    the vision tower runs once per frame, not once per (frame, caption)."""
+    member = load_member(MemberSpec(name="l", kind="llava-1.5", model=str(tiny_dirs["llava-1.5"]), batch_size=2))
+    tok = member.processor.tokenizer
+    assert tok.tokenize("a dog")[0] == "▁a" and tok.tokenize('"a dog')[1] == "a"
+    seen = []
+    hook = member.model.model.vision_tower.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    try:
+        member.p_yes(frames[:2], TEXTS)
+        shared = list(seen)
+        member.prefix_sharing = False
+        seen.clear()
+        member.p_yes(frames[:2], TEXTS)
+    finally:
+        hook.remove()
+    assert shared == [2] and sum(seen) == 2 * len(TEXTS)
 
 
 def test_yes_no_tokens_and_template(tiny_dirs):

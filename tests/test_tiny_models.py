@@ -72,3 +72,43 @@ def test_tiny_dispatches_to_the_pipeline_and_member_tables(tmp_path, capsys):
     assert cli_main(["tiny", "--kind", kind, "--out", str(tmp_path / kind)]) == 0
     assert capsys.readouterr().out.strip().endswith(kind)
     assert (tmp_path / kind / "model_index.json").is_file()
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_tiny_tokenizers_use_their_real_checkpoints_pipeline(kind, tmp_path):
+    """Llama/Vicuna: SentencePiece-style Metaspace ("first" prepend), byte fallback, <s> added, no </s>;
+    Qwen2: NFC + byte-level BPE, nothing added, <|im_end|> ends a turn. Checked on the reloaded files."""
+    import json
+
+    processor = tf.AutoProcessor.from_pretrained(build_tiny(kind, tmp_path / kind))
+    tok = processor.tokenizer
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    text = 'USER: a café\n"x"'
+    ids = tok(text).input_ids
+    if kind in ("video-llava", "llava-next-video"):
+        assert type(tok).__name__ == "LlamaTokenizer"
+        assert spec["model"]["type"] == "BPE" and spec["model"]["byte_fallback"]
+        assert spec["pre_tokenizer"] == {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first",
+                                         "split": False}
+        assert tok.convert_ids_to_tokens([0, 1, 2, 3, 258]) == ["<unk>", "<s>", "</s>", "<0x00>", "<0xFF>"]
+        assert ids[0] == tok.bos_token_id and ids[-1] != tok.eos_token_id
+        pieces = tok.convert_ids_to_tokens(ids)
+        assert "<0xC3>" in pieces and "<0xA9>" in pieces and "<0x0A>" in pieces  # é and \n: bytes
+        # the real scheme: "▁" before the first piece only, so a caption alone differs from in a prompt
+        assert tok.tokenize("a dog")[0] == "▁a" and tok.tokenize(f"{processor.video_token}a dog")[1] == "a"
+        assert processor.video_token == "<video>" and tok.pad_token == "<pad>"
+    else:
+        assert type(tok).__name__ == "Qwen2Tokenizer"
+        assert spec["model"]["type"] == "BPE" and not spec["model"]["byte_fallback"]
+        assert spec["normalizer"]["type"] == "NFC"
+        assert [p["type"] for p in spec["pre_tokenizer"]["pretokenizers"]] == ["Split", "ByteLevel"]
+        assert tok.bos_token is None and ids == tok(text, add_special_tokens=False).input_ids
+        assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+        assert tok.decode(ids) == text and "Ã" in tok.convert_ids_to_tokens(ids)  # é as two byte symbols
+        media = ("<|image_pad|>", "<|video_pad|>") if kind.startswith("qwen") else ("<image>", "<video>")
+        assert (processor.image_token, processor.video_token) == media
+        specials = {"<|im_start|>", "<|im_end|>", *media}
+        if kind.startswith("qwen"):
+            specials |= {"<|vision_start|>", "<|vision_end|>"}
+        assert specials <= set(tok.all_special_tokens) | set(tok.get_added_vocab())
+        assert all(len(tok(s, add_special_tokens=False).input_ids) == 1 for s in specials)

@@ -136,7 +136,7 @@ def test_toy_words_are_single_tokens_of_the_tiny_tokenizers(style):
     """Base models learn the toy world from scratch: a word split into letters costs them steps."""
     from synvita.models.tiny import build_tokenizer
 
-    tok = build_tokenizer(style, vocab_size=600)
+    tok = build_tokenizer(style)
     words = set()
     for i in range(60):
         for phrasing in PHRASINGS:

@@ -48,10 +48,10 @@ class VisionCache:
     features: torch.Tensor  # (N, D) projected video features, one per video token of the prefix
     num_frames: int
 
-    @property
-    def next_position(self) -> torch.Tensor:
-        # The prefix ends with text, so the caption continues from the last position + 1.
-        return self.positions[..., -1] + 1
+    def positions_after(self, seen: int, length: int) -> torch.Tensor:
+        """Positions of `length` tokens that follow the first `seen` prefix tokens: the prefix ends
+        with text, so they count on from the last seen position (also under M-RoPE)."""
+        return self.positions[..., seen - 1].unsqueeze(-1) + 1 + torch.arange(length, device=self.positions.device)
 
 
 @dataclass
@@ -62,9 +62,16 @@ class PairBatch:
     video_index: list[int]
     tail_ids: list[list[int]]  # caption + closing template tokens; the answer follows the last one
     tail_mask: list[list[int]]  # 1 = visible; caption tokens outside the kept spans are 0
+    # How many of the prefix's last tokens a pair does not see: the full prompt's tokenization merged
+    # them with the caption's start (a caption opening with a quote), so its tail spells them anew.
+    dropped: list[int]
 
     def __len__(self) -> int:
         return len(self.video_index)
+
+    def seen(self, i: int) -> int:
+        """Prefix tokens that pair i sees."""
+        return len(self.caches[self.video_index[i]].prefix_ids) - self.dropped[i]
 
 
 class AlignmentScorer:
@@ -79,6 +86,8 @@ class AlignmentScorer:
         self._told_checkpointing = False
         self.prefix_text, self.suffix_text = lmm.prompt_pieces(question)
         self._prefix_tokens = self._tokenize(self.prefix_text).input_ids
+        # The tail of a caption must not reach back into the video's tokens.
+        self._after_video = len(self._prefix_tokens) - self._prefix_tokens[::-1].index(lmm.video_token_id)
         model = lmm.hf_model
         self._embed = model.get_input_embeddings()
         self._head = model.get_output_embeddings()
@@ -149,28 +158,32 @@ class AlignmentScorer:
                 "num_additional_image_tokens match the model config (processor_config.json vs config.json).")
 
     # -- captions ---------------------------------------------------------------------------------
-    def _tail(self, caption: str, keep_spans: Sequence[Span] | None) -> tuple[list[int], list[int]]:
-        """Token ids after the prefix (caption + closing text) and their attention mask.
+    def _tail(self, caption: str, keep_spans: Sequence[Span] | None) -> tuple[list[int], list[int], int]:
+        """Token ids after the shared prefix (caption + closing text), their attention mask, and the
+        number of prefix tokens dropped.
 
-        The whole prompt is tokenized at once, as the processor would; the prefix's tokens are then
-        cut off. A tokenizer that merges across the prefix boundary falls back to tokenizing the
-        caption on its own, which keeps the prefix shared at the cost of a boundary that differs
-        from the processor's.
+        The whole prompt is tokenized at once, as the processor does, and cut where its tokens stop
+        agreeing with the prefix's: a caption is never tokenized on its own, whose first token a
+        tokenizer may spell differently (Llama's Metaspace prepends "▁"; a leading quote merges with
+        the prompt's opening quote).
         """
-        cut = len(self.prefix_text)
-        enc = self._tokenize(self.prefix_text + caption + self.suffix_text, offsets=True)
-        n = len(self._prefix_tokens)
-        if enc.input_ids[:n] == self._prefix_tokens:
-            ids, offsets = enc.input_ids[n:], [(max(a - cut, 0), max(b - cut, 0)) for a, b in enc.offset_mapping[n:]]
-        else:
-            enc = self._tokenize(caption + self.suffix_text, offsets=True)
-            ids, offsets = enc.input_ids, enc.offset_mapping
-        if self.lmm.video_token_id in ids:
+        if self.lmm.video_token in caption:
             raise ValueError(f"caption {caption!r} contains the video placeholder {self.lmm.video_token!r}")
+        enc = self._tokenize(self.prefix_text + caption + self.suffix_text, offsets=True)
+        shared = 0
+        for a, b in zip(enc.input_ids, self._prefix_tokens):
+            if a != b:
+                break
+            shared += 1
+        if shared < self._after_video:
+            raise ValueError(f"caption {caption!r} changes how the prompt before it tokenizes, up to the video")
+        ids = enc.input_ids[shared:]
+        dropped = len(self._prefix_tokens) - shared
         if keep_spans is None:
-            return ids, [1] * len(ids)
-        keep = caption_keep_token_mask(offsets, 0, len(caption), keep_spans)
-        return ids, [int(k) for k in keep]
+            return ids, [1] * len(ids), dropped
+        keep = caption_keep_token_mask(enc.offset_mapping[shared:], len(self.prefix_text),
+                                       len(self.prefix_text) + len(caption), keep_spans)
+        return ids, [int(k) for k in keep], dropped
 
     def pairs(self, caches: list[VisionCache], video_index: Sequence[int], texts: Sequence[str],
               keep_spans: Sequence[Sequence[Span] | None] | None = None) -> PairBatch:
@@ -181,7 +194,8 @@ class AlignmentScorer:
         if len(spans) != len(texts):
             raise ValueError(f"{len(spans)} keep_spans entries for {len(texts)} texts")
         tails = [self._tail(t, s) for t, s in zip(texts, spans)]
-        return PairBatch(caches, list(video_index), [t[0] for t in tails], [t[1] for t in tails])
+        return PairBatch(caches, list(video_index), [t[0] for t in tails], [t[1] for t in tails],
+                         [t[2] for t in tails])
 
     # -- the LLM ----------------------------------------------------------------------------------
     def _pad(self, rows: list[torch.Tensor], value, side: str | None = None) -> torch.Tensor:
@@ -204,25 +218,22 @@ class AlignmentScorer:
         logp = torch.log_softmax(self._head(hidden).float(), dim=-1)
         return logp[:, self._yes].logsumexp(-1), logp[:, self._no].logsumexp(-1)
 
-    def _tail_positions(self, cache: VisionCache, length: int) -> torch.Tensor:
-        steps = torch.arange(length, device=cache.positions.device)
-        return cache.next_position.unsqueeze(-1) + steps
-
     def _plain(self, batch: PairBatch, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each pair's whole sequence through the LLM (vision features still cached)."""
         device = self.lmm.device
         caches = [batch.caches[batch.video_index[i]] for i in rows]
         ids, mask, pos = [], [], []
         for i, c in zip(rows, caches):
-            tail = torch.tensor(batch.tail_ids[i], device=device)
-            ids.append(torch.cat([c.prefix_ids, tail]))
-            mask.append(torch.cat([torch.ones_like(c.prefix_ids), torch.tensor(batch.tail_mask[i], device=device)]))
-            pos.append(torch.cat([c.positions, self._tail_positions(c, len(tail))], dim=-1))
+            tail, seen = torch.tensor(batch.tail_ids[i], device=device), batch.seen(i)
+            ids.append(torch.cat([c.prefix_ids[:seen], tail]))
+            mask.append(torch.cat([torch.ones_like(c.prefix_ids[:seen]),
+                                   torch.tensor(batch.tail_mask[i], device=device)]))
+            pos.append(torch.cat([c.positions[..., :seen], c.positions_after(seen, len(tail))], dim=-1))
+        lengths = torch.tensor([len(i) for i in ids])
         pad_id = self.lmm.tokenizer.pad_token_id or 0
         ids, mask, pos = self._pad(ids, pad_id), self._pad(mask, 0), self._pad(pos, 0)
         out = self.lmm.language_model(inputs_embeds=self._embeddings(ids, caches), attention_mask=mask,
                                       position_ids=pos, use_cache=False)
-        lengths = torch.tensor([len(batch.tail_ids[i]) + len(c.prefix_ids) for i, c in zip(rows, caches)])
         last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, ids.shape[-1] - 1)
         return self._readout(out.last_hidden_state[torch.arange(len(rows)), last.to(device)])
 
@@ -267,22 +278,27 @@ class AlignmentScorer:
                       pieces: list[tuple[int, list[int]]]) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor]]:
         device, dtype = self.lmm.device, self._embed.weight.dtype
         first, last = pieces[0][0], pieces[-1][0] + 1
-        ids, visible, owner, offset, positions, ends = [], [], [], [], [], []
+        ids, visible, owner, offset, positions, ends, seen = [], [], [], [], [], [], []
         for slot, rows in pieces:
             lengths = torch.tensor([len(batch.tail_ids[i]) for i in rows], device=device)
             ids.append(torch.tensor([t for i in rows for t in batch.tail_ids[i]], device=device))
             visible.append(torch.tensor([m for i in rows for m in batch.tail_mask[i]], device=device, dtype=torch.bool))
             owner.append(torch.repeat_interleave(torch.arange(len(rows), device=device), lengths))
             offset.append(torch.cat([torch.arange(int(n), device=device) for n in lengths]))
-            positions.append(caches[slot].next_position.unsqueeze(-1) + offset[-1])
+            positions.append(torch.cat([caches[slot].positions_after(batch.seen(i), len(batch.tail_ids[i]))
+                                        for i in rows], dim=-1))
+            seen.append(torch.repeat_interleave(torch.tensor([batch.seen(i) for i in rows], device=device), lengths))
             ends.append(lengths.cumsum(0) - 1)
         real = self._pad([torch.ones_like(i, dtype=torch.bool) for i in ids], False, "right")
         owner, offset = self._pad(owner, -1, "right"), self._pad(offset, 0, "right")
         visible = self._pad(visible, False, "right") & real
         same_caption = (owner[:, :, None] == owner[:, None, :]) & (offset[:, :, None] >= offset[:, None, :])
-        # Padding queries see the prefix only, so that no row of the softmax is empty.
-        allowed = torch.cat([prefix_valid[first:last, None, :].bool().expand(-1, owner.shape[1], -1),
-                             same_caption & visible[:, None, :] & real[:, :, None]], dim=-1)
+        # A caption sees the prefix tokens its own prompt shares; padding queries see the whole prefix,
+        # so that no row of the softmax is empty.
+        seen = self._pad(seen, prefix_valid.shape[-1], "right")
+        sees_prefix = prefix_valid[first:last, None, :].bool() & (
+            torch.arange(prefix_valid.shape[-1], device=device) < seen[:, :, None])
+        allowed = torch.cat([sees_prefix, same_caption & visible[:, None, :] & real[:, :, None]], dim=-1)
         mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
         kv = DynamicCache(ddp_cache_data=[(k[first:last], v[first:last]) for k, v in prefix_kv],
                           config=self.lmm.hf_model.config)

@@ -1,8 +1,10 @@
 """Tiny random-weight video LMMs of the real architectures, built in seconds and nothing downloaded.
 
 Each kind is the family's own model class, configured small, with the family's own image/video
-processor classes and a byte-level BPE tokenizer trained here on a few sentences (so any text
-encodes, and "Yes"/"No" are single tokens). `save_pretrained` writes a normal folder that
+processor classes and a small-vocabulary tokenizer trained here on a few sentences but built with
+its real checkpoint's pipeline (Llama's Metaspace BPE with byte fallback for the Llama/Vicuna
+families, Qwen2's byte-level BPE for the Qwen2 ones), so any text encodes, "Yes"/"No" are single
+tokens, and a caption splits from its prompt as it does with the real vocabulary. `save_pretrained` writes a normal folder that
 `AutoModelForImageTextToText` / `AutoProcessor` load back. Tests use them as fixtures and users
 use `synvita tiny --kind K --out DIR` to smoke-test a set-up.
 
@@ -82,34 +84,98 @@ def _qwen_chat(video: str, image: str) -> str:
     )
 
 
-def build_tokenizer(style: str, vocab_size: int):
-    """A byte-level BPE tokenizer: every string encodes, the chat and media markers are special."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+# Quotes that merge, as they do in the real vocabularies: a caption opening with a quote then fuses
+# with the prompt's opening quote, the case the scorers' token-level split exists for.
+_QUOTES = 'He said: "" and: ""a"" or ""the"" then "" "" "'
 
+
+def _training_texts() -> list[str]:
+    # The answer words are repeated so that they become single tokens; newlines are left out, so a
+    # Llama tokenizer spells them with its byte tokens as the real one does.
+    texts = [_CORPUS] + ["Yes No yes no Yes No", "Yes", "No"] * 50 + [_TOY_WORDS] * 20 + [_QUOTES] * 20
+    return [t.replace("\n", " ") for t in texts]
+
+
+def _trained_bpe(tokenizer, vocab_size: int, specials: list[str], alphabet: list[str]) -> tuple[dict, list]:
+    """(vocab, merges) of a BPE trained on the tiny corpus with `tokenizer`'s pre-tokenization."""
+    import json
+
+    from tokenizers import trainers
+
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=alphabet, limit_alphabet=len(alphabet))
+    tokenizer.train_from_iterator(_training_texts(), trainer=trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    return model["vocab"], [tuple(m) for m in model["merges"]]
+
+
+LLAVA_MEDIA_TOKENS = {"image_token": "<image>", "video_token": "<video>"}
+
+
+def build_llama_tokenizer(vocab_size: int = 1000, media_tokens: dict[str, str] = LLAVA_MEDIA_TOKENS):
+    """A small-vocabulary tokenizer built with the real Llama / Vicuna pipeline: transformers'
+    `LlamaTokenizer` (SentencePiece-style BPE, Metaspace with the non-legacy "first" prepend scheme,
+    byte fallback through the 256 `<0xNN>` tokens, `<s>` added in front, no `</s>` at the end), ids
+    0-2 `<unk>`, `<s>`, `</s>` then the byte tokens as in Llama-2, and `<pad>` plus the
+    `media_tokens` (processor attribute -> token) added as special tokens as the llava-hf
+    checkpoints do."""
+    import string
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaTokenizer
+
+    specials = ["<unk>", "<s>", "</s>"]
+    trainer_side = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    # SentencePiece never merges across a space: train on words; the tokenizer itself does not split.
+    trainer_side.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    alphabet = [c for c in string.printable if not c.isspace()] + ["▁"]
+    trained, merges = _trained_bpe(trainer_side, vocab_size - 256, specials, alphabet)
+    vocab = {token: i for i, token in enumerate(specials)}
+    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
+    for piece in sorted(trained, key=trained.get):
+        vocab.setdefault(piece, len(vocab))
+    return LlamaTokenizer(vocab=vocab, merges=merges, legacy=False, add_bos_token=True, add_eos_token=False,
+                          pad_token="<pad>", extra_special_tokens=dict(media_tokens), model_max_length=4096,
+                          padding_side="left")
+
+
+# The special tokens of the Qwen2-VL / Qwen2.5-VL instruct tokenizers.
+QWEN2_VL_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                     "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                     "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+QWEN2_VL_MEDIA_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
+
+
+def build_qwen2_tokenizer(vocab_size: int = 1000, specials: tuple[str, ...] = QWEN2_VL_SPECIALS,
+                          media_tokens: dict[str, str] = QWEN2_VL_MEDIA_TOKENS):
+    """A small-vocabulary tokenizer built with the real Qwen2 pipeline: transformers' `Qwen2Tokenizer`
+    (NFC, the Qwen split regex, byte-level BPE over the 256 byte symbols, no BOS/EOS added),
+    `<|im_end|>` as EOS, `<|endoftext|>` as padding, `specials` and `media_tokens` special."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import Qwen2Tokenizer
+
+    # Trained with the very normalizer and pre-tokenizer the tokenizer will use.
+    pipeline = Qwen2Tokenizer().backend_tokenizer
+    trainer_side = Tokenizer(models.BPE())
+    trainer_side.normalizer, trainer_side.pre_tokenizer = pipeline.normalizer, pipeline.pre_tokenizer
+    vocab, merges = _trained_bpe(trainer_side, vocab_size, ["<|endoftext|>"], pre_tokenizers.ByteLevel.alphabet())
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>",
+                         pad_token="<|endoftext|>", extra_special_tokens=dict(media_tokens), model_max_length=4096,
+                         padding_side="left")
+    tok.add_tokens([t for t in specials if t not in tok.get_vocab()], special_tokens=True)
+    return tok
+
+
+def build_tokenizer(style: str, vocab_size: int = 1000):
+    """The tiny tokenizer of a family style: "llama" (Video-LLaVA, LLaVA-NeXT-Video, LLaVA-1.5),
+    "qwen" (Qwen2-VL, Qwen2.5-VL) or "chatml" (LLaVA-OneVision: Qwen2 with `<image>` / `<video>`)."""
     if style == "llama":
-        specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<video>"]
-        named = dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-        extra = dict(image_token="<image>", video_token="<video>")
-    else:
-        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                    "<|image_pad|>", "<|video_pad|>", "<image>", "<video>"]
-        named = dict(eos_token="<|im_end|>", pad_token="<|endoftext|>")
-        extra = dict(image_token="<|image_pad|>", video_token="<|video_pad|>") if style == "qwen" else dict(
-            image_token="<image>", video_token="<video>")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    # The answer words are repeated so BPE merges them into single tokens.
-    tok.train_from_iterator([_CORPUS] + ["Yes No yes no Yes No", "Yes", "No"] * 50 + [_TOY_WORDS] * 20,
-                            trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=4096, padding_side="left",
-                                   extra_special_tokens=extra, **named)
-    return fast
+        return build_llama_tokenizer(vocab_size)
+    if style == "qwen":
+        return build_qwen2_tokenizer(vocab_size)
+    if style == "chatml":
+        return build_qwen2_tokenizer(vocab_size, ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), LLAVA_MEDIA_TOKENS)
+    raise ValueError(f"unknown tokenizer style {style!r}; known: llama, qwen, chatml")
 
 
 def text_config(kind: str, size: dict, vocab: int, tok) -> dict:
@@ -140,7 +206,7 @@ def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
     dims = SIZES[size]
     style = "llama" if kind in ("video-llava", "llava-next-video") else (
         "qwen" if kind.startswith("qwen") else "chatml")
-    tok = build_tokenizer(style, vocab_size=600)
+    tok = build_tokenizer(style)
     vocab = len(tok)
     text = text_config(kind, dims, vocab, tok)
     img, vh = dims["image"], dims["vision_hidden"]

@@ -95,8 +95,13 @@ class HFMember:
     @torch.no_grad()
     def p_yes(self, frames: list[np.ndarray], texts: list[str]) -> torch.Tensor:
         """P(Yes) for every frame x caption, shape (len(frames), len(texts)), in batched forwards."""
-        if self.prefix_sharing and self._splits_cleanly(texts):
-            shared = self._p_yes_shared(frames, texts)
+        placeholder = str(getattr(self.processor, "image_token", None) or "")
+        for t in texts:
+            if placeholder and placeholder in t:
+                raise MemberError(f"member {self.name!r}: caption {t!r} contains the image placeholder {placeholder!r}")
+        splits = self._split(texts) if self.prefix_sharing else None
+        if splits is not None:
+            shared = self._p_yes_shared(frames, splits)
             if shared is not None:
                 return shared
         prompts = [self.prompt(t) for t in texts]
@@ -120,33 +125,42 @@ class HFMember:
             out[start:start + len(chunk)] = self._p_yes(logits)
         return out.view(len(frames), len(texts))
 
-    def _tail_positions(self, width: int, frame_of_row: torch.Tensor, length: int) -> dict:
-        """M-RoPE members (Qwen2-VL) number text after the image from the prefix's offset
-        (`rope_deltas`, one per frame, set by the prefix pass); transformers' own continuation counts
-        the prefix mask's length instead, so the positions are given here. Others count from the cache."""
+    def _tail_positions(self, start: torch.Tensor, frame_of_row: torch.Tensor, length: int) -> torch.Tensor:
+        """Positions of tails that follow `start` prefix tokens (one per row). M-RoPE members (Qwen2-VL)
+        number text after the image from the prefix's offset (`rope_deltas`, one per frame, set by the
+        prefix pass), which transformers' own continuation would not: the positions are given."""
+        steps = start.unsqueeze(-1) + torch.arange(length, device=self.model.device)
         deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
         if deltas is None:
-            return {}
-        steps = width + torch.arange(length, device=self.model.device)
-        rows = steps + deltas.reshape(-1)[frame_of_row].unsqueeze(-1)
-        return {"position_ids": rows.unsqueeze(0).expand(3, -1, -1)}
+            return steps
+        return (steps + deltas.reshape(-1)[frame_of_row].unsqueeze(-1)).unsqueeze(0).expand(3, -1, -1)
 
-    def _splits_cleanly(self, texts: list[str]) -> bool:
-        """Whether each prompt's tokens are the prompt-before-the-caption's tokens followed by the
-        caption-and-rest's: only then does sharing score the very sequence the plain path scores."""
+    def _split(self, texts: list[str]) -> list[tuple[int, list[int]]] | None:
+        """Per caption: how many of the shared prompt's last tokens its prompt drops, and its tokens
+        after them, cut from the whole prompt's tokenization (as the plain path and the processor
+        tokenize it; a caption alone may tokenize differently at its start). None when a caption
+        changes the tokens up to the image."""
         pre, post = self.prompt("\x00").split("\x00")
         tok = self.processor.tokenizer
         head = tok(pre).input_ids
-        return all(tok(pre + t + post).input_ids == head + tok(t + post, add_special_tokens=False).input_ids
-                   for t in texts)
+        image_id = tok.convert_tokens_to_ids(str(self.processor.image_token))
+        after_image = len(head) - head[::-1].index(image_id) if image_id in head else len(head)
+        splits = []
+        for t in texts:
+            full = tok(pre + t + post).input_ids
+            shared = next((i for i, (a, b) in enumerate(zip(full, head)) if a != b), min(len(full), len(head)))
+            if shared < after_image:
+                return None
+            splits.append((len(head) - shared, full[shared:]))
+        return splits
 
-    def _p_yes_shared(self, frames: list[np.ndarray], texts: list[str]) -> torch.Tensor | None:
+    def _p_yes_shared(self, frames: list[np.ndarray], splits: list[tuple[int, list[int]]]) -> torch.Tensor | None:
         """P(Yes) for every frame x caption: the prompt before the caption for all frames in one pass,
         then the pairs' tails (caption + rest of the prompt), `batch_size` at a time, from its cache.
         None when the frames' prompts differ in length (frames of different sizes)."""
         from transformers import DynamicCache
 
-        pre, post = self.prompt("\x00").split("\x00")
+        pre = self.prompt("\x00").split("\x00")[0]
         tok, device = self.processor.tokenizer, self.model.device
         prefix = self.processor(images=list(frames), text=[pre] * len(frames), padding=True,
                                 return_tensors="pt").to(device)
@@ -156,23 +170,25 @@ class HFMember:
             prefix["pixel_values"] = prefix["pixel_values"].to(self.model.dtype)
         prefix_kv = [(k, v) for k, v, *_ in self.model(**prefix, use_cache=True).past_key_values]
         width = prefix["input_ids"].shape[1]
-        tails = [tok(t + post, add_special_tokens=False).input_ids for t in texts]
-        pairs = [(f, t) for f in range(len(frames)) for t in range(len(texts))]
+        pairs = [(f, t) for f in range(len(frames)) for t in range(len(splits))]
         out = torch.empty(len(pairs))
         for start in range(0, len(pairs), self.batch_size):
             chunk = pairs[start:start + self.batch_size]
-            rows = [tails[t] for _, t in chunk]
+            rows = [splits[t][1] for _, t in chunk]
+            seen = torch.tensor([width - splits[t][0] for _, t in chunk], device=device)
             frame_of_row = torch.tensor([f for f, _ in chunk], device=device)
-            ids = torch.tensor([r + [tok.pad_token_id or 0] * (max(map(len, rows)) - len(r)) for r in rows], device=device)
-            mask = torch.cat([torch.ones(len(rows), width, dtype=torch.long, device=device),
-                              torch.tensor([[1] * len(r) + [0] * (ids.shape[1] - len(r)) for r in rows], device=device)], 1)
+            length = max(map(len, rows))
+            ids = torch.tensor([r + [tok.pad_token_id or 0] * (length - len(r)) for r in rows], device=device)
+            # A row sees the prefix tokens its own prompt keeps, then its tail.
+            mask = torch.cat([(torch.arange(width, device=device) < seen[:, None]).long(),
+                              torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows], device=device)], 1)
             kv = DynamicCache(ddp_cache_data=[(k[frame_of_row], v[frame_of_row]) for k, v in prefix_kv],
                               config=self.model.config)
             logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=kv, use_cache=True,
-                                **self._tail_positions(width, frame_of_row, ids.shape[1])).logits
+                                position_ids=self._tail_positions(seen, frame_of_row, length)).logits
             last = torch.tensor([len(r) - 1 for r in rows], device=device)
             out[start:start + len(rows)] = self._p_yes(logits[torch.arange(len(rows)), last])
-        return out.view(len(frames), len(texts))
+        return out.view(len(frames), len(splits))
 
 
 @dataclasses.dataclass(frozen=True)

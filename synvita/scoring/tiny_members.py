@@ -34,7 +34,7 @@ def build_llava(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
     import torch
     import transformers as tf
 
-    tok = build_tokenizer("llama", vocab_size=600)
+    tok = build_tokenizer("llama")
     text = text_config("video-llava", SIZES[size], len(tok), tok)
     image = SIZES[size]["image"]
     config = tf.LlavaConfig(

@@ -232,11 +232,13 @@ def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | Non
         pixels = lmm.processor.video_processor(videos=[c for _, c in clips], return_tensors="pt")["pixel_values_videos"]
         visual = [{"pixel_values_videos": p[None]} for p in pixels]
         texts = [_spoken(s, r) for s, _ in clips]
-        tails = scorer.pairs([], [0] * len(texts), texts).tail_ids
+        split = scorer.pairs([], [0] * len(texts), texts)
+        # Each prompt: the prefix tokens it keeps (all, unless its caption merges with them), then its tail.
+        prompts = [prefix[:len(prefix) - d] + t for t, d in zip(split.tail_ids, split.dropped)]
         out = [_describe(describe_head, tok, t, v) for t, v in zip(texts, visual)]
         for a, b in _entailment_pairs(settings.batch):
-            out += [_answer(prefix + tails[a], yes, visual[a]), _answer(prefix + tails[b], no, visual[a]),
-                    _answer(prefix + tails[b], yes, visual[b]), _answer(prefix + tails[a], no, visual[b])]
+            out += [_answer(prompts[a], yes, visual[a]), _answer(prompts[b], no, visual[a]),
+                    _answer(prompts[b], yes, visual[b]), _answer(prompts[a], no, visual[b])]
         return out
 
     losses = _fit(lmm.model, sample, settings.steps, settings.lr, settings.seed, "toy LMM: pretraining")
