@@ -24,7 +24,7 @@ TEXTS = ["a man is holding two large dumbbells", "a dog", "the red ball rolls le
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("members")
-    return {kind: build(root / kind, 0) for kind, build in TINY_MEMBERS.items()}
+    return {kind: TINY_MEMBERS[kind](root / kind, 0) for kind in EXPECTED}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def frames():
     return [rng.integers(0, 256, (24 + 8 * i, 36, 3), dtype=np.uint8) for i in range(3)]
 
 
-@pytest.mark.parametrize("kind", sorted(TINY_MEMBERS))
+@pytest.mark.parametrize("kind", sorted(EXPECTED))  # CLIP-FlanT5 has its own tests (test_clip_flant5.py)
 def test_auto_class_round_trip(kind, tiny_dirs, tmp_path, frames):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -60,7 +60,7 @@ def _single_pair_p_yes(member, frame, text):
 
 
 @pytest.mark.parametrize("sharing", [True, False])
-@pytest.mark.parametrize("kind", [*sorted(TINY_MEMBERS), "qwen2.5-vl"])
+@pytest.mark.parametrize("kind", [*sorted(EXPECTED), "qwen2.5-vl"])
 def test_batched_p_yes_matches_single_pairs(kind, sharing, tiny_dirs, frames, tmp_path):
     if kind == "qwen2.5-vl":  # the tiny video LMM of that family, used on single frames
         spec = MemberSpec(name=kind, kind=kind, model="tiny:qwen2.5-vl", batch_size=4, prefix_sharing=sharing)
@@ -142,12 +142,41 @@ def test_member_errors(tiny_dirs):
         MemberSpec(name="my-model").resolved()
     assert MemberSpec(name="instructblip-flan-t5-xxl").resolved() == ("instructblip", "Salesforce/instructblip-flan-t5-xxl")
     assert MemberSpec(name="llava-1.5-13b").resolved() == ("llava-1.5", "llava-hf/llava-1.5-13b-hf")
-    assert {"llava-1.5", "instructblip", "qwen2-vl", "qwen2.5-vl", "clip-flant5"} <= set(MEMBERS.names())
-    try:
-        import t2v_metrics  # noqa: F401
-    except ImportError:
-        with pytest.raises(MemberError, match="t2v_metrics"):
-            load_member(MemberSpec(name="clip-flant5-xxl"))
+    assert {"llava-1.5", "instructblip", "qwen2-vl", "qwen2.5-vl", "clip-flant5", "external"} <= set(MEMBERS.names())
+    assert MemberSpec(name="clip-flant5-xxl").resolved() == ("clip-flant5", "zhiqiulin/clip-flant5-xxl")
+    assert MemberSpec(name="clip-flant5-xl").resolved() == ("clip-flant5", "zhiqiulin/clip-flant5-xl")
+
+
+EXTERNAL_SCORER = """
+import numpy as np
+
+def make(device, dtype, template):
+    assert (device, dtype) == ("cpu", "float32") and "{text}" in template
+    # mean brightness of the frame times the caption's share of letters 'a'
+    return lambda frames, texts: [[f.mean() / 255 * t.count("a") / len(t) for t in texts] for f in frames]
+
+def wrong_shape(device, dtype, template):
+    return lambda frames, texts: np.zeros(len(texts))
+
+def out_of_range(device, dtype, template):
+    return lambda frames, texts: np.full((len(frames), len(texts)), 2.0)
+"""
+
+
+def test_external_member(tmp_path, monkeypatch, frames):
+    (tmp_path / "my_scorer.py").write_text(EXTERNAL_SCORER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    texts = ["a cat", "the dog"]
+    member = load_member(MemberSpec(name="mine", kind="external", model="my_scorer:make"))
+    expected = [[f.mean() / 255 * t.count("a") / len(t) for t in texts] for f in frames]
+    torch.testing.assert_close(member.p_yes(frames, texts), torch.tensor(expected, dtype=torch.float32))
+    for entry, message in [("my_scorer:wrong_shape", r"returned shape \(2,\) for 3 frames x 2 captions"),
+                           ("my_scorer:out_of_range", r"outside \[0, 1\] \(min 2.0")]:
+        with pytest.raises(MemberError, match=message):
+            load_member(MemberSpec(name="mine", kind="external", model=entry)).p_yes(frames, texts)
+    for entry in ("my_scorer:missing", "no_such_module:make", "my_scorer"):
+        with pytest.raises(MemberError, match=f"cannot load the external scorer '{entry}'"):
+            load_member(MemberSpec(name="mine", kind="external", model=entry))
 
 
 def test_ensemble_mean_by_hand():

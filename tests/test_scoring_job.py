@@ -152,14 +152,24 @@ def test_synvita_samples_scored_end_to_end(shared_data, tiny_cache, tmp_path):
     clips = read_manifest(tmp_path / "clips.jsonl", SyntheticClip)
     assert len(clips) == 9 and {c.generator for c in clips} == {"cogvideox", "lavie", "videocrafter2"}
     assert all(c.caption == captions[c.triplet_id] and c.num_frames in (32, 49) for c in clips)
-    cfg = _score_config(tmp_path, tiny_cache, MEMBERS, "frames=2")  # 2 frames keep this CPU test short
+    # the thesis's third member beside the others; 2 frames keep this CPU test short
+    members = [*MEMBERS, "{name: clip-flant5, kind: clip-flant5, model: 'tiny:clip-flant5', batch_size: 4}"]
+    cfg = _score_config(tmp_path, tiny_cache, members, "frames=2")
     assert run_scoring(cfg, show_progress=False)["decodes"] == 9
     records, summary = finalize(cfg)
     assert len(records) == 9 and all(len(r["weights"]) == 5 for r in records)
     assert all(0 <= r["f_target"] <= 1 and 0 <= r["f_real"] <= 1 for r in records)
     assert {(s["misalignment"], s["generator"]) for s in summary} >= {("unknown", "lavie"), ("all", "all")}
     rows = read_manifest(tmp_path / "scores.jsonl", ScoreRow)
-    assert len(rows) == 9 * 3 * 2 and all(len(r.frames) == 2 and r.frames[0] == 0 for r in rows)
+    assert len(rows) == 9 * 4 * 2 and all(len(r.frames) == 2 and r.frames[0] == 0 for r in rows)
+    # the CLIP-FlanT5 rows are the member's own scores of the clip's frames
+    clip = clips[0]
+    frames = read_video(tmp_path / clip.path, FrameSampler("uniform", 2))
+    cf5 = load_member(MemberSpec(name="cf5", kind="clip-flant5", model="tiny:clip-flant5"), cache_dir=tiny_cache)
+    direct = cf5.p_yes(list(frames), [clip.caption])[:, 0].numpy()
+    stored = next(r for r in rows if (r.clip_id, r.member, r.role) == (clip.id, "clip-flant5", "target"))
+    np.testing.assert_allclose(stored.p_yes, direct, rtol=1e-6, atol=0)
+    assert all(r["members"]["clip-flant5"]["target"] > 0 for r in records)
 
 
 def test_score_command_line(generated, tiny_cache, capsys):
@@ -168,6 +178,6 @@ def test_score_command_line(generated, tiny_cache, capsys):
     out = capsys.readouterr().out
     assert "f̄(V^s,t^s) - f̄(V^s,t^r)" in out and "score: 3 clips in" in out
     summary = json.loads((generated / "score_summary.json").read_text())
-    assert summary["members"] == ["tiny-llava-1.5", "tiny-instructblip", "tiny-qwen2-vl"] and summary["clips"] == 3
+    assert summary["members"] == ["tiny-llava-1.5", "tiny-instructblip", "tiny-clip-flant5"] and summary["clips"] == 3
     assert score_main(["--config", str(config), f"run_dir={generated}", "members=[]"]) == 2
     assert "members: the ensemble needs at least one member" in capsys.readouterr().err

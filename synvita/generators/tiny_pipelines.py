@@ -25,12 +25,12 @@ WORDS = (
 TEXT_DIM = 32
 
 
-def local_t5_tokenizer(extra_ids: int = 8):
+def local_t5_tokenizer(extra_ids: int = 8, words: tuple[str, ...] | list[str] = WORDS):
     """A T5 (Unigram) tokenizer built from a fixed word list, identical wherever it is built."""
     from transformers import T5Tokenizer
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    pieces += [(f"▁{w}", -5.0) for w in WORDS]
+    pieces += [(f"▁{w}", -5.0) for w in dict.fromkeys(words)]
     pieces += [(c, -10.0) for c in string.ascii_letters + string.digits + string.punctuation]
     pieces += [(f"<extra_id_{i}>", 0.0) for i in reversed(range(extra_ids))]
     return T5Tokenizer(vocab=pieces, extra_ids=extra_ids)

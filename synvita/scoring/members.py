@@ -1,17 +1,18 @@
 """VQAScore members: image VLMs that say how likely "Yes" is to `Does this figure show "<t>"?`.
 
-A member kind (LLaVA-1.5, InstructBLIP with T5, Qwen2-VL / Qwen2.5-VL on single frames, optionally
-CLIP-FlanT5 through `t2v_metrics`) is one `MEMBERS` entry; `PRESETS` names the published checkpoints.
-Every HF member loads by hub id or local folder, scores all (frame, caption) pairs of a clip in
-batched forward passes, and reads P(Yes) from the full-vocabulary softmax at the answer position:
-the last attended prompt token for decoder-only models (right for either padding side), the
-decoder's first token for T5.
+A member kind (LLaVA-1.5, InstructBLIP with T5, Qwen2-VL / Qwen2.5-VL on single frames, CLIP-FlanT5
+in `synvita.scoring.clip_flant5`, `external` for any other scorer) is one `MEMBERS` entry; `PRESETS`
+names the published checkpoints. Every HF member loads by hub id or local folder, scores all
+(frame, caption) pairs of a clip in batched forward passes, and reads P(Yes) from the
+full-vocabulary softmax at the answer position: the last attended prompt token for decoder-only
+models (right for either padding side), the decoder's first token for T5. CLIP-FlanT5 keeps its
+reference's score, the likelihood of the answer "Yes" (see its module).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -192,40 +193,45 @@ class HFMember:
 
 
 @dataclasses.dataclass(frozen=True)
-class T2VMetricsKind:
-    """CLIP-FlanT5 (and any other VQAScore model) through the optional `t2v_metrics` package."""
+class ModuleKind:
+    """A member kind whose `load(name, model, **options)` lives in its own module, imported on first use
+    (it may need transformers model classes defined at import time)."""
 
-    def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
-             device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False,
-             processor_kwargs: dict | None = None, prefix_sharing: bool = True):  # t2v_metrics scores its own way
-        if processor_kwargs:
-            raise MemberError(f"member {name!r}: t2v_metrics models take no processor_kwargs")
+    module: str
+
+    def load(self, name: str, model: str, **options):
+        return importlib.import_module(self.module).load(name, model, **options)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternalKind:
+    """Any other scorer: `model: module:function`. `function(device=..., dtype=..., template=...)` is
+    called once and returns `score(frames, texts)`, giving one probability per frame x caption."""
+
+    def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, device: str | torch.device = "cpu",
+             dtype: str = "float32", **_ignored):
+        module, _, attr = model.partition(":")
         try:
-            import t2v_metrics
-        except ImportError:
-            raise MemberError(f"member {name!r} needs the optional package t2v_metrics "
-                              "(pip install t2v-metrics); it is not installed") from None
-        return T2VMetricsMember(name, t2v_metrics.VQAScore(model=model, device=str(device)), template)
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise MemberError(f"member {name!r}: cannot load the external scorer {model!r} "
+                              f"(expected module:function): {err}") from None
+        return ExternalMember(name, factory(device=str(device), dtype=dtype, template=template))
 
 
-class T2VMetricsMember:
-    def __init__(self, name, scorer, template: str):
-        self.name, self.scorer, self.template = name, scorer, template
+class ExternalMember:
+    def __init__(self, name: str, score):
+        self.name, self.score = name, score
 
-    @torch.no_grad()
     def p_yes(self, frames: list[np.ndarray], texts: list[str]) -> torch.Tensor:
-        from PIL import Image
-
-        # t2v_metrics reads images from files; its template uses {} for the caption.
-        with tempfile.TemporaryDirectory() as tmp:
-            paths = []
-            for i, frame in enumerate(frames):
-                paths.append(str(Path(tmp) / f"{i}.png"))
-                Image.fromarray(frame).save(paths[-1])
-            # Called with all frames x all captions at once: t2v_metrics batches the pairs itself.
-            scores = self.scorer(images=paths, texts=texts, question_template=self.template.replace("{text}", "{}"),
-                                 answer_template="Yes")
-        return torch.as_tensor(scores, dtype=torch.float32).cpu().view(len(frames), len(texts))
+        p = torch.as_tensor(np.asarray(self.score(list(frames), list(texts)), dtype=np.float32))
+        if p.shape != (len(frames), len(texts)):
+            raise MemberError(f"member {self.name!r}: the external scorer returned shape {tuple(p.shape)} "
+                              f"for {len(frames)} frames x {len(texts)} captions")
+        if not bool(((p >= 0) & (p <= 1)).all()):
+            raise MemberError(f"member {self.name!r}: the external scorer returned values outside [0, 1] "
+                              f"(min {float(p.min())}, max {float(p.max())})")
+        return p
 
 
 MEMBERS: Registry = Registry("VQA member kind", required=("load",))
@@ -233,9 +239,10 @@ MEMBERS.register("llava-1.5", HFKind("LlavaForConditionalGeneration", ("llava",)
 MEMBERS.register("instructblip", HFKind("InstructBlipForConditionalGeneration", ("instructblip",)))
 MEMBERS.register("qwen2-vl", HFKind("Qwen2VLForConditionalGeneration", ("qwen2_vl",)))
 MEMBERS.register("qwen2.5-vl", HFKind("Qwen2_5_VLForConditionalGeneration", ("qwen2_5_vl",)))
-MEMBERS.register("clip-flant5", T2VMetricsKind())
+MEMBERS.register("clip-flant5", ModuleKind("synvita.scoring.clip_flant5"))
+MEMBERS.register("external", ExternalKind())
 
-# Published checkpoints by short name: (member kind, hub id or t2v_metrics model name).
+# Published checkpoints by short name: (member kind, hub id).
 PRESETS = {
     "llava-1.5-7b": ("llava-1.5", "llava-hf/llava-1.5-7b-hf"),
     "llava-1.5-13b": ("llava-1.5", "llava-hf/llava-1.5-13b-hf"),
@@ -245,8 +252,8 @@ PRESETS = {
     "qwen2-vl-7b": ("qwen2-vl", "Qwen/Qwen2-VL-7B-Instruct"),
     "qwen2.5-vl-3b": ("qwen2.5-vl", "Qwen/Qwen2.5-VL-3B-Instruct"),
     "qwen2.5-vl-7b": ("qwen2.5-vl", "Qwen/Qwen2.5-VL-7B-Instruct"),
-    "clip-flant5-xl": ("clip-flant5", "clip-flant5-xl"),
-    "clip-flant5-xxl": ("clip-flant5", "clip-flant5-xxl"),
+    "clip-flant5-xl": ("clip-flant5", "zhiqiulin/clip-flant5-xl"),
+    "clip-flant5-xxl": ("clip-flant5", "zhiqiulin/clip-flant5-xxl"),
 }
 
 

@@ -2,13 +2,16 @@
 
 LLaVA-1.5 (`LlavaForConditionalGeneration`), InstructBLIP with a T5 language model and Qwen2-VL (the
 video LMM class, used here on single frames) are each saved with their real processor, so
-`AutoModelForImageTextToText` / `AutoProcessor` load them back like hub checkpoints. The text
-tokenizers and chat templates are the ones `synvita.models.tiny` builds for the video LMMs, and the
-T5 tokenizer is the one of the tiny T2V pipelines, so every tiny model in the suite speaks alike.
+`AutoModelForImageTextToText` / `AutoProcessor` load them back like hub checkpoints; CLIP-FlanT5
+(`synvita.scoring.clip_flant5`) is saved with its tokenizer and image processor in the published
+layout. The text tokenizers and chat templates are the ones `synvita.models.tiny` builds for the
+video LMMs, and the T5 tokenizer is the one of the tiny T2V pipelines, so every tiny model in the
+suite speaks alike.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -81,6 +84,38 @@ def build_instructblip(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path
     return _save(tf.InstructBlipForConditionalGeneration(config), processor, out_dir)
 
 
+def build_clip_flant5(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
+    import torch
+    import transformers as tf
+
+    from synvita.generators.tiny_pipelines import WORDS, local_t5_tokenizer
+    from synvita.scoring.clip_flant5 import SYSTEM_MESSAGE, CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
+    from synvita.scoring.members import DEFAULT_TEMPLATE
+
+    dims = SIZES[size]
+    # the chat prompt's words as whole pieces, so the image is not drowned in single letters
+    prompt = f"{SYSTEM_MESSAGE} USER: {DEFAULT_TEMPLATE} ASSISTANT:"
+    tok = local_t5_tokenizer(words=[*WORDS, *re.findall(r"\w+", prompt)])
+    config = CLIPFlanT5Config(
+        # 28 unused rows past the tokenizer, as FlanT5's 32128 past its 32100 (the member trims them)
+        vocab_size=len(tok) + 28, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
+        vision_config=_vision(dims), mm_hidden_size=dims["vision_hidden"], mm_vision_tower=None,
+    )
+    image = dims["image"]
+    processor = tf.LlavaImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image},
+                                          do_pad=True)
+    torch.manual_seed(seed)
+    model = CLIPFlanT5ForConditionalGeneration(config)
+    # A unit-variance head (T5's) makes every random answer nearly impossible; a smaller one keeps
+    # the score in a range where frames and captions visibly move it.
+    torch.nn.init.normal_(model.lm_head.weight, std=0.25)
+    out_dir = _save(model, processor, out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
 def build_qwen2_vl_image(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
     # The same checkpoint class answers image prompts; only the member's prompt differs.
     return build_lmm("qwen2-vl", Path(out_dir), seed, size)
@@ -91,4 +126,5 @@ TINY_MEMBERS: dict[str, Callable[..., Path]] = {
     "llava-1.5": build_llava,
     "instructblip": build_instructblip,
     "qwen2-vl-image": build_qwen2_vl_image,
+    "clip-flant5": build_clip_flant5,
 }
