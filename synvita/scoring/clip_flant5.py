@@ -2,13 +2,15 @@
 
 The published checkpoints (`zhiqiulin/clip-flant5-xl`, `zhiqiulin/clip-flant5-xxl`) are a FlanT5
 `T5ForConditionalGeneration` with two more parts:
-- `vision_tower.vision_tower`: a CLIP ViT-L/14-336 (`CLIPVisionModel`); an image is the penultimate
-  layer's 576 patch features (the CLS position dropped);
+- `vision_tower.vision_tower.vision_model`: a CLIP ViT-L/14-336 (`CLIPVisionModel`); an image is its
+  penultimate layer's 576 patch features (the CLS position dropped);
 - `mm_projector`: a two-layer GELU MLP (`mm_projector.0`, `mm_projector.2`) from CLIP's width into
   FlanT5's `d_model`.
 The encoder reads the prompt's token embeddings with the projected patches in place of the prompt's
 one image placeholder; the decoder scores the answer. The module names here are the published ones,
-so `from_pretrained` reads the released weights as they are (see `load_model`).
+so `from_pretrained` reads the released weights as they are (see `load_model`). Images are padded
+to a square of CLIP's mean colour before CLIP's resize and crop, and the prompt is the reference's
+chat prompt (`CLIPFlanT5Member.prompt`).
 
 The score is the reference's: the likelihood the decoder gives the answer "Yes" as the FlanT5
 tokenizer encodes it, "▁Yes" then "</s>", as exp of the mean log-probability of those two tokens
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import CLIPVisionModel, T5Config, T5ForConditionalGeneration
-from transformers.configuration_utils import SubConfigSpec
+from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 from transformers.models.auto.configuration_auto import AutoConfig
 
 from synvita.scoring.members import DEFAULT_TEMPLATE, MemberError
@@ -52,7 +54,7 @@ class CLIPFlanT5Config(T5Config):
         ),
     }
 
-    vision_config: dict | AutoConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
     mm_vision_tower: str | None = "openai/clip-vit-large-patch14-336"
     mm_hidden_size: int = 1024
     mm_projector_type: str = "mlp2x_gelu"
