@@ -103,6 +103,18 @@ def test_score_follows_the_reference_recipe(member, frames):
     assert min(spread(p[i]) for i in range(len(frames))) > 0.02  # and every frame's with the caption
 
 
+EDGE_CAPTIONS = ['"quoted" words open it', " a leading space", "café naïve 日本語", 'it ends with a quote"']
+
+
+def test_edge_case_captions(member, frames):
+    with torch.no_grad():
+        expected = [[_reference_score(member, f, t) for t in EDGE_CAPTIONS] for f in frames[:2]]
+    torch.testing.assert_close(member.p_yes(frames[:2], EDGE_CAPTIONS).double(),
+                               torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=0)
+    with pytest.raises(MemberError, match="holds the image placeholder <image>"):
+        member.p_yes(frames[:1], ["a <image> here"])
+
+
 def test_image_placeholder_with_either_padding_side(member, frames):
     model, tok = member.model, member.tokenizer
     rows = [member.encode(t) for t in TEXTS]

@@ -82,7 +82,7 @@ def test_batched_p_yes_matches_single_pairs(kind, sharing, tiny_dirs, frames, tm
 EDGE_CAPTIONS = ['"quoted" words open it', " a leading space", "café naïve 日本語", 'it ends with a quote"']
 
 
-@pytest.mark.parametrize("kind", [*sorted(TINY_MEMBERS), "qwen2.5-vl"])
+@pytest.mark.parametrize("kind", [*sorted(EXPECTED), "qwen2.5-vl"])  # CLIP-FlanT5: test_clip_flant5.py
 def test_edge_case_captions_score_as_the_processors_full_prompt(kind, tiny_dirs, frames, tmp_path):
     model = "tiny:qwen2.5-vl" if kind == "qwen2.5-vl" else str(tiny_dirs[kind])
     member = load_member(MemberSpec(name=kind, kind=EXPECTED.get(kind, (0, 0, kind))[2], model=model, batch_size=3),

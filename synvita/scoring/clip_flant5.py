@@ -208,6 +208,8 @@ class CLIPFlanT5Member:
     def encode(self, text: str) -> list[int]:
         """The prompt's ids: the text before and after the image each tokenized with its own closing
         </s> (as the reference tokenizes them), the image placeholder between."""
+        if IMAGE_PLACEHOLDER in text:
+            raise MemberError(f"member {self.name!r}: caption {text!r} holds the image placeholder {IMAGE_PLACEHOLDER}")
         before, after = self.prompt(text).split(IMAGE_PLACEHOLDER)
         return [*self.tokenizer(before).input_ids, self.model.config.image_token_index,
                 *self.tokenizer(after).input_ids]
