@@ -237,3 +237,51 @@ def test_entail_command_prints_f_per_text_in_order(tmp_path, capsys):
 
     assert cli_main(argv[:3] + ["--video", str(tmp_path / "missing.mp4"), "--text", "x"]) == 2
     assert "missing.mp4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_a_clips_frame_rate_reaches_the_processor(kind, lmms, tmp_path):
+    """A clip read from a file scores as the model's own forward on the processor's inputs with that
+    clip's metadata (frames sampled, fps over its duration)."""
+    from synvita.data.video import FrameSampler, read_clip, write_video
+
+    lmm = lmms[kind]
+    rng = np.random.default_rng(3)
+    write_video(tmp_path / "c.mp4", rng.integers(0, 256, (16, 40, 48, 3), dtype=np.uint8), fps=4)
+    clip = read_clip(tmp_path / "c.mp4", FrameSampler(num_frames=8))
+    assert clip.fps == pytest.approx(8 / 4.0)  # 8 frames over 4 seconds
+    scorer = AlignmentScorer(lmm)
+    got = scorer.score([clip, clip], TEXTS[:2]).double()
+    meta = [{"total_num_frames": 8, "fps": 2.0, "frames_indices": list(range(8))}]
+    ref = []
+    for text in TEXTS[:2]:
+        inputs = lmm.processor(text=[scorer.prefix_text + text + scorer.suffix_text], videos=[clip.frames],
+                               video_metadata=meta, do_sample_frames=False, return_tensors="pt")
+        with torch.no_grad():
+            p = lmm.model(**inputs).logits[0, -1].double().softmax(-1)
+        ref.append(float(p[lmm.yes_ids].sum() / (p[lmm.yes_ids].sum() + p[lmm.no_ids].sum())))
+    torch.testing.assert_close(got, torch.tensor(ref, dtype=torch.float64), rtol=0, atol=1e-5)
+    # the path and the Clip give the same f
+    torch.testing.assert_close(AlignmentScorer(lmm, FrameSampler(num_frames=8)).score([tmp_path / "c.mp4"], TEXTS[:1]),
+                               got[:1].float(), rtol=0, atol=1e-6)
+
+
+def test_qwen25_temporal_positions_follow_the_clips_frame_rate(lmms, tmp_path):
+    """Qwen2.5-VL (built with the released tokens_per_second = 2) spaces a clip's temporal patches by
+    tokens_per_second x temporal_patch_size / fps, with fps taken from the clip itself."""
+    from synvita.data.video import FrameSampler, probe_video, read_clip, write_video
+
+    lmm = lmms["qwen2.5-vl"]
+    vision = lmm.hf_model.config.vision_config
+    assert vision.tokens_per_second == 2
+    rng = np.random.default_rng(4)
+    write_video(tmp_path / "c.mp4", rng.integers(0, 256, (24, 56, 56, 3), dtype=np.uint8), fps=6)
+    clip = read_clip(tmp_path / "c.mp4", FrameSampler(num_frames=8))
+    cache = AlignmentScorer(lmm).encode([clip])[0]
+    video = cache.prefix_ids == lmm.video_token_id
+    temporal = cache.positions[0][video]
+    per_patch = temporal.reshape(8 // vision.temporal_patch_size, -1)
+    assert (per_patch == per_patch[:, :1]).all()  # one temporal position per temporal patch
+    steps = per_patch[:, 0].diff()
+    interval = vision.tokens_per_second * vision.temporal_patch_size / (8 / probe_video(tmp_path / "c.mp4").duration)
+    assert interval == pytest.approx(2) and steps.tolist() == [2, 2, 2]  # 8 frames over 4 s: 2 fps

@@ -95,3 +95,45 @@ def test_bitsandbytes_quantises_the_llm_only(quantization, tiny_dirs):
     assert llm and all(isinstance(m, layer) for m in llm)
     assert vision and not any(isinstance(m, layer) for m in vision)
     assert not isinstance(lmm.model.lm_head, layer)
+
+
+def _without_video_processor_config(src, dst):
+    """A copy of `src` laid out like the released Qwen2-VL checkpoints: an image preprocessor config
+    (max_pixels 12845056) and no video one, so transformers builds the video processor from it."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "processor_config.json").read_text())
+    del config["video_processor"]
+    image = config.pop("image_processor")
+    image["size"] = {"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 16384}
+    (dst / "processor_config.json").write_text(json.dumps(config))
+    (dst / "preprocessor_config.json").write_text(json.dumps({**image, "processor_class": config["processor_class"]}))
+    return dst
+
+
+@pytest.mark.parametrize("kind", ["qwen2-vl", "qwen2.5-vl"])
+def test_video_frames_are_capped_at_the_reference_pixels(kind, tiny_dirs, tmp_path):
+    import numpy as np
+    from transformers import AutoProcessor
+
+    from synvita.models.families import QWEN_VIDEO_MAX_PIXELS
+
+    folder = _without_video_processor_config(tiny_dirs[kind], tmp_path / kind)
+    clip = np.zeros((8, 720, 1280, 3), dtype=np.uint8)  # 8 frames of 720p
+
+    def video_tokens(processor) -> int:
+        grid = processor.video_processor(videos=[clip], return_tensors="pt")["video_grid_thw"][0]
+        return int(grid.prod()) // processor.video_processor.merge_size ** 2
+
+    # What transformers alone gives: the image bound, so 720p at full size (26 x 46 tokens per 2 frames).
+    assert video_tokens(AutoProcessor.from_pretrained(folder)) == 4 * 26 * 46
+    lmm = load_video_lmm(folder)
+    assert lmm.processor.video_processor.size.longest_edge == QWEN_VIDEO_MAX_PIXELS == 768 * 28 * 28
+    # 720p shrunk to at most 768 tokens of 28 x 28 pixels per temporal patch: 20 x 36 = 720
+    assert video_tokens(lmm.processor) == 4 * 20 * 36
+    small = load_video_lmm(folder, video_max_pixels=360 * 420)
+    assert video_tokens(small.processor) <= 4 * 360 * 420 // (28 * 28)
+    # a checkpoint's own smaller bound is kept
+    assert load_video_lmm(tiny_dirs[kind]).processor.video_processor.size.longest_edge == 28 * 28

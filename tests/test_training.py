@@ -216,7 +216,7 @@ def test_explanations_add_their_loss(tiny_setup, tmp_path):
 def test_feature_cache_reuses_real_video_features_and_keys_on_settings(tiny_setup, tmp_path):
     import os
 
-    from synvita.data.video import FrameSampler, read_video
+    from synvita.data.video import Clip, FrameSampler, read_clip
     from synvita.models.alignment import AlignmentScorer
     from synvita.models.families import load_video_lmm
     from synvita.training.config import DataConfig
@@ -226,7 +226,7 @@ def test_feature_cache_reuses_real_video_features_and_keys_on_settings(tiny_setu
     lmm = load_video_lmm(tiny_setup[0])
     examples, _ = load_examples(DataConfig(triplets=tiny_setup[1] / "triplets.jsonl"), "fixed")
     examples = examples[:2]
-    frames = [read_video(e.video) for e in examples]
+    frames = [read_clip(e.video) for e in examples]
     cache = FeatureCache(tmp_path, lmm.source, FrameSampler().describe())
     scorer = AlignmentScorer(lmm)
     with torch.no_grad():
@@ -234,18 +234,19 @@ def test_feature_cache_reuses_real_video_features_and_keys_on_settings(tiny_setu
         first = TripletScorer(scorer, cache)(examples, frames, [None, None], use_syn=False, use_scr=True)[0]
         assert len(list(tmp_path.glob("*.safetensors"))) == 2
         # Frames that are not the video's: only a cache hit can still give the true scores.
-        blank = [np.zeros_like(f) for f in frames]
+        blank = [Clip(np.zeros_like(f.frames), f.fps) for f in frames]
         cached = TripletScorer(scorer, cache)(examples, blank, [None, None], use_syn=False, use_scr=True)[0]
     for name in fresh:
         for a, b, c in zip(fresh[name], first[name], cached[name]):
             torch.testing.assert_close(a, b)
             torch.testing.assert_close(a, c)
-    video = examples[0].video
-    assert FeatureCache(tmp_path, lmm.source, "uniform-4").path(video) != cache.path(video)
-    assert FeatureCache(tmp_path, "other-model", "uniform-8").path(video) != cache.path(video)
-    before = cache.path(video)
+    video, fps = examples[0].video, frames[0].fps
+    assert FeatureCache(tmp_path, lmm.source, "uniform-4").path(video, fps) != cache.path(video, fps)
+    assert FeatureCache(tmp_path, "other-model", "uniform-8").path(video, fps) != cache.path(video, fps)
+    assert cache.path(video, 2 * fps) != cache.path(video, fps)  # time-aware positions depend on it
+    before = cache.path(video, fps)
     os.utime(video, ns=(1, 1))
-    assert cache.path(video) != before
+    assert cache.path(video, fps) != before
 
 
 def test_gradient_checkpointing_gives_the_same_adapter(tiny_setup, tmp_path):

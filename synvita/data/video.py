@@ -80,6 +80,19 @@ class VideoInfo:
     duration: float
 
 
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """Sampled frames (T, H, W, 3) and the rate they stand for: `fps` = frames sampled / the clip's
+    duration. Models with time-aware positions (Qwen2.5-VL) space the frames by it; without it
+    transformers assumes 24 fps."""
+
+    frames: np.ndarray
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
 @dataclass
 class _Timeline:
     times: np.ndarray  # presentation start time of each frame, sorted, seconds
@@ -137,7 +150,12 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
 
 def read_video(path: str | os.PathLike, sampler: FrameSampler = FrameSampler()) -> np.ndarray:
-    """Decode the sampled frames of `path` as uint8 RGB, shape (T, H, W, 3).
+    """Decode the sampled frames of `path` as uint8 RGB, shape (T, H, W, 3)."""
+    return read_clip(path, sampler).frames
+
+
+def read_clip(path: str | os.PathLike, sampler: FrameSampler = FrameSampler()) -> Clip:
+    """The sampled frames of `path` (uint8 RGB, (T, H, W, 3)) with their rate over the clip's duration.
 
     Two passes over the file, one decode: the first reads only packet timestamps, which fixes the
     frame indices to keep; the second decodes sequentially and converts just those frames.
@@ -158,7 +176,7 @@ def read_video(path: str | os.PathLike, sampler: FrameSampler = FrameSampler()) 
     if len(kept) < len(targets):
         raise VideoError(path, f"decoded fewer frames than the {len(timeline.times)} its packets promise; "
                                "the stream is corrupt")
-    return np.stack([kept[i] for i in wanted])
+    return Clip(np.stack([kept[i] for i in wanted]), len(wanted) / (timeline.end - float(timeline.times[0])))
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:

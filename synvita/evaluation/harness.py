@@ -107,7 +107,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
     """
     import torch
 
-    from synvita.data.video import read_video
+    from synvita.data.video import read_clip
     from synvita.models.alignment import AlignmentScorer
     from synvita.models.families import load_video_lmm
 
@@ -146,7 +146,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
         scorer = AlignmentScorer(lmm, sampler, batch_size=args.batch_size)
         with open(path, "a", encoding="utf-8", newline="") as f:
             for video, video_pairs in tqdm(todo.items(), desc=f"{args.benchmark}: videos", unit="video"):
-                frames = read_video(locate_video(args.video_root, video), sampler)
+                frames = read_clip(locate_video(args.video_root, video), sampler)
                 scores = scorer.score_many(frames, [p.caption for p in video_pairs]).tolist()
                 for p, score in zip(video_pairs, scores):
                     f.write(_row(p.video, p.text, float(score)))

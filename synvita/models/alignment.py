@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from synvita.data.video import FrameSampler, read_video
+from synvita.data.video import Clip, FrameSampler, read_clip
 from synvita.models.families import VideoLMM
 from synvita.text.lcs import caption_keep_token_mask
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 QUESTION = 'Does this video entail the description: "{text}"?'
 
 Span = tuple[int, int]
+Video = np.ndarray | Clip | str | PathLike
 
 
 class VideoTokenMismatchError(ValueError):
@@ -99,12 +100,16 @@ class AlignmentScorer:
         return self.lmm.tokenizer(text, add_special_tokens=False, return_offsets_mapping=offsets)
 
     # -- videos -----------------------------------------------------------------------------------
-    def _frames(self, video: np.ndarray | str | PathLike) -> np.ndarray:
-        return video if isinstance(video, np.ndarray) else read_video(video, self.sampler)
+    def _frames(self, video: Video) -> np.ndarray | Clip:
+        return video if isinstance(video, (np.ndarray, Clip)) else read_clip(video, self.sampler)
 
     @torch.no_grad()
-    def encode(self, videos: Sequence[np.ndarray | str | PathLike]) -> list[VisionCache]:
-        """Run the processor and the (frozen) vision tower once per video."""
+    def encode(self, videos: Sequence[Video]) -> list[VisionCache]:
+        """Run the processor and the (frozen) vision tower once per video.
+
+        A `Clip` (or a path, read as one) carries its frame rate to the processor; bare frame arrays
+        get the processor's default rate, which time-aware positions (Qwen2.5-VL) then use.
+        """
         caches: list[VisionCache | None] = [None] * len(videos)
         for start in range(0, len(videos), self.batch_size):
             clips = {start + j: self._frames(v) for j, v in enumerate(videos[start:start + self.batch_size])}
@@ -117,9 +122,9 @@ class AlignmentScorer:
                     caches[i] = cache
         return caches
 
-    def _encode_batch(self, frames: list[np.ndarray]) -> list[VisionCache]:
+    def _encode_batch(self, frames: list[np.ndarray | Clip]) -> list[VisionCache]:
         lmm = self.lmm
-        inputs = lmm.processor(text=[self.prefix_text] * len(frames), videos=frames, return_tensors="pt",
+        inputs = lmm.processor(text=[self.prefix_text] * len(frames), **lmm.video_inputs(frames), return_tensors="pt",
                                padding=True).to(lmm.device)
         pixels = {k: v for k, v in inputs.items() if k in self._feature_args}
         pixels["pixel_values_videos"] = pixels["pixel_values_videos"].to(self._embed.weight.dtype)
@@ -351,7 +356,7 @@ class AlignmentScorer:
         lp_yes, lp_no = self.answer_logprobs(batch, prefix_sharing)
         return torch.sigmoid(lp_yes - lp_no).cpu()
 
-    def score(self, videos: Sequence[np.ndarray | str | PathLike], texts: Sequence[str],
+    def score(self, videos: Sequence[Video], texts: Sequence[str],
               keep_spans: Sequence[Sequence[Span] | None] | None = None,
               prefix_sharing: bool | None = None) -> torch.Tensor:
         """f for each pair (videos[i], texts[i]); a video passed several times is encoded once."""
@@ -360,7 +365,7 @@ class AlignmentScorer:
         slot: dict[int | str, int] = {}
         unique, index = [], []
         for v in videos:
-            key = id(v) if isinstance(v, np.ndarray) else str(v)
+            key = id(v) if isinstance(v, (np.ndarray, Clip)) else str(v)
             if key not in slot:
                 slot[key] = len(unique)
                 unique.append(v)
@@ -368,7 +373,7 @@ class AlignmentScorer:
         batch = self.pairs(self.encode(unique), index, texts, keep_spans)
         return self.score_pairs(batch, prefix_sharing)
 
-    def score_many(self, video: np.ndarray | str | PathLike, texts: Sequence[str],
+    def score_many(self, video: Video, texts: Sequence[str],
                    keep_spans: Sequence[Sequence[Span] | None] | None = None,
                    prefix_sharing: bool | None = None) -> torch.Tensor:
         """f of one video against many captions."""

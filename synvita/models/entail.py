@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 
-from synvita.data.video import FrameSampler, VideoError, read_video
+from synvita.data.video import FrameSampler, VideoError, read_clip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def _scores(args: argparse.Namespace):
 
     sampler = FrameSampler("uniform", num_frames=args.frames)
     try:
-        frames = read_video(args.video, sampler)
+        frames = read_clip(args.video, sampler)
         lmm = load_video_lmm(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization)
         if args.adapter:
             from peft import PeftModel

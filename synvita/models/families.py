@@ -8,6 +8,7 @@ these fields, so adding a family touches nothing else. A checkpoint's family is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 
@@ -32,6 +33,9 @@ class ModelFamily:
     lora_targets: str = LLM_ATTENTION
     # Multimodal RoPE: positions come from the model's own `get_rope_index` (Qwen2-VL style).
     mrope: bool = False
+    # Per-frame pixel cap for videos. A checkpoint without a video preprocessor config hands its
+    # video processor the image `max_pixels` (full resolution: ~4,800 tokens for 8 frames of 720p).
+    video_max_pixels: int | None = None
     # Used only when a checkpoint's processor carries no chat template; `{video}` is the
     # processor's video placeholder and `{question}` the question.
     fallback_prompt: str = "USER: {video}\n{question} ASSISTANT:"
@@ -62,6 +66,8 @@ FAMILIES.register("llava-onevision", ModelFamily(
     fallback_prompt="<|im_start|>user {video}\n{question}<|im_end|><|im_start|>assistant\n",
     hub_examples=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf",),
 ))
+# The reference video bound per frame (qwen-vl-utils' VIDEO_MAX_PIXELS, transformers' Qwen2VLVideoProcessor).
+QWEN_VIDEO_MAX_PIXELS = 768 * 28 * 28
 for _name, _type, _hub in (("qwen2-vl", "qwen2_vl", "Qwen/Qwen2-VL-2B-Instruct"),
                            ("qwen2.5-vl", "qwen2_5_vl", "Qwen/Qwen2.5-VL-3B-Instruct")):
     FAMILIES.register(_name, ModelFamily(
@@ -69,6 +75,7 @@ for _name, _type, _hub in (("qwen2-vl", "qwen2_vl", "Qwen/Qwen2-VL-2B-Instruct")
         vision_modules=("model.visual.patch_embed", "model.visual.blocks"),
         projector_modules=("model.visual.merger",),
         mrope=True,
+        video_max_pixels=QWEN_VIDEO_MAX_PIXELS,
         fallback_prompt=("<|im_start|>user\n<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n"
                          "<|im_start|>assistant\n"),
         hub_examples=(_hub,),
@@ -124,6 +131,17 @@ class VideoLMM:
     def video_token_id(self) -> int:
         return self.tokenizer.convert_tokens_to_ids(self.video_token)
 
+    def video_inputs(self, videos: Sequence) -> dict:
+        """Processor keywords for `videos` (frame arrays or `Clip`s): with every clip's rate when all
+        have one, so the processor neither resamples them nor assumes 24 fps."""
+        frames = [getattr(v, "frames", v) for v in videos]
+        rates = [getattr(v, "fps", None) for v in videos]
+        if None in rates:
+            return {"videos": frames}
+        metadata = [{"total_num_frames": len(f), "fps": r, "frames_indices": list(range(len(f)))}
+                    for f, r in zip(frames, rates)]
+        return {"videos": frames, "video_metadata": metadata, "do_sample_frames": False}
+
     @property
     def hf_model(self) -> torch.nn.Module:
         """The transformers model, also after `model` was wrapped in a PEFT model."""
@@ -177,9 +195,25 @@ def quantization_config(family: ModelFamily, quantization: str | None, dtype: to
     raise ValueError(f"quantization must be None, '4bit' or '8bit', not {quantization!r}")
 
 
+def cap_video_pixels(video_processor, max_pixels: int) -> None:
+    """Bound the pixels of each video frame (M-RoPE processors' `size` is in pixels), and the whole
+    clip's as the reference implementation does (`cap_pixels_per_frame`)."""
+    from transformers.image_utils import SizeDict
+
+    size = video_processor.size
+    longest = min(size["longest_edge"], max_pixels)
+    video_processor.size = SizeDict(shortest_edge=min(size["shortest_edge"], longest), longest_edge=longest)
+    video_processor.cap_pixels_per_frame = True
+
+
 def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", device: str | None = None,
-                   quantization: str | None = None, trust_remote_code: bool = False) -> VideoLMM:
-    """Load a video LMM (hub id or local folder) with its processor, family and Yes/No ids, in eval mode."""
+                   quantization: str | None = None, trust_remote_code: bool = False,
+                   video_max_pixels: int | None = None) -> VideoLMM:
+    """Load a video LMM (hub id or local folder) with its processor, family and Yes/No ids, in eval mode.
+
+    `video_max_pixels` bounds each video frame for the families that size frames in pixels
+    (default: the family's reference cap).
+    """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     name_or_path = str(name_or_path)
@@ -193,6 +227,8 @@ def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", d
         kwargs["device_map"] = device if device == "auto" else {"": device}
     model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs).eval()
     processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if family.video_max_pixels is not None:
+        cap_video_pixels(processor.video_processor, video_max_pixels or family.video_max_pixels)
 
     names = {name for name, _ in model.named_modules()}
     missing = [m for m in (*family.frozen_modules(), family.llm_module) if m not in names]

@@ -250,7 +250,8 @@ def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
             vision.update(embed_dim=vh, mlp_ratio=2)
             config_cls = tf.Qwen2VLConfig
         else:
-            vision.update(intermediate_size=2 * vh, out_hidden_size=text["hidden_size"], window_size=28,
+            # tokens_per_second as in the released Qwen2.5-VL checkpoints (temporal positions per second)
+            vision.update(intermediate_size=2 * vh, out_hidden_size=text["hidden_size"], window_size=28, tokens_per_second=2,
                           fullatt_block_indexes=[dims["vision_layers"] - 1])
             config_cls = tf.Qwen2_5_VLConfig
         config = config_cls(vision_config=vision, text_config=text,

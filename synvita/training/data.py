@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, WeightRow, read_manifest
-from synvita.data.video import FrameSampler, read_video
+from synvita.data.video import Clip, FrameSampler, read_clip
 from synvita.scoring.weights import WEIGHTINGS
 from synvita.training.config import DataConfig
 from synvita.utils import stable_seed
@@ -145,7 +145,7 @@ class DecodedExamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> tuple[Example, np.ndarray, np.ndarray | None]:
+    def __getitem__(self, i: int) -> tuple[Example, Clip, Clip | None]:
         e = self.examples[i]
-        syn = read_video(e.clip_path, self.sampler) if e.clip_path is not None else None
-        return e, read_video(e.video, self.sampler), syn
+        syn = read_clip(e.clip_path, self.sampler) if e.clip_path is not None else None
+        return e, read_clip(e.video, self.sampler), syn

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synvita.data.video import Clip
 from synvita.text.lcs import shared_spans
 from synvita.training.data import Example
 
@@ -29,35 +30,36 @@ SYN_VIEWS = ("ss", "sr", "sp")
 class FeatureCache:
     """Vision features of real videos on disk, one safetensors file per (model, sampler, video file).
 
-    The key hashes the model's source, the sampler (kind, frame count, fps) and the video's path,
-    size and modification time, so a changed setting or file never reads stale features.
+    The key hashes the model's source, the sampler (kind, frame count, fps), the sampled clip's frame
+    rate (which time-aware positions depend on) and the video's path, size and modification time, so
+    a changed setting or file never reads stale features.
     """
 
     def __init__(self, root: Path, model: str, sampler_desc: str):
         self.root = Path(root)
         self.model, self.sampler_desc = model, sampler_desc
 
-    def path(self, video: Path) -> Path:
+    def path(self, video: Path, fps: float | None) -> Path:
         st = os.stat(video)
-        key = json.dumps([self.model, self.sampler_desc, str(Path(video).resolve()), st.st_size, st.st_mtime_ns])
+        key = json.dumps([self.model, self.sampler_desc, fps, str(Path(video).resolve()), st.st_size, st.st_mtime_ns])
         return self.root / f"{hashlib.sha256(key.encode()).hexdigest()}.safetensors"
 
-    def load(self, video: Path, device):
+    def load(self, video: Path, fps: float | None, device):
         from safetensors import safe_open
 
         from synvita.models.alignment import VisionCache
 
-        path = self.path(video)
+        path = self.path(video, fps)
         if not path.is_file():
             return None
         with safe_open(str(path), "pt", device=str(device)) as f:
             return VisionCache(prefix_ids=f.get_tensor("prefix_ids"), positions=f.get_tensor("positions"),
                                features=f.get_tensor("features"), num_frames=int(f.metadata()["num_frames"]))
 
-    def save(self, video: Path, cache) -> None:
+    def save(self, video: Path, fps: float | None, cache) -> None:
         from safetensors.torch import save_file
 
-        path = self.path(video)
+        path = self.path(video, fps)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tensors = {"prefix_ids": cache.prefix_ids, "positions": cache.positions, "features": cache.features}
@@ -71,18 +73,19 @@ class TripletScorer:
         self.scorer = scorer
         self.feature_cache = feature_cache
 
-    def _encode_real(self, examples: list[Example], frames: list[np.ndarray]) -> list:
+    def _encode_real(self, examples: list[Example], frames: list[Clip | np.ndarray]) -> list:
         if self.feature_cache is None:
             return self.scorer.encode(frames)
         device = self.scorer.lmm.device
-        caches = [self.feature_cache.load(e.video, device) for e in examples]
+        rates = [getattr(f, "fps", None) for f in frames]
+        caches = [self.feature_cache.load(e.video, r, device) for e, r in zip(examples, rates)]
         todo = [i for i, c in enumerate(caches) if c is None]
         for i, c in zip(todo, self.scorer.encode([frames[i] for i in todo])):
-            self.feature_cache.save(examples[i].video, c)
+            self.feature_cache.save(examples[i].video, rates[i], c)
             caches[i] = c
         return caches
 
-    def __call__(self, examples: list[Example], real: list[np.ndarray], syn: list[np.ndarray | None], *,
+    def __call__(self, examples: list[Example], real: list[Clip | np.ndarray], syn: list[Clip | np.ndarray | None], *,
                  use_syn: bool, use_scr: bool) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """(views, w, has_clip) for the objective: views maps a view name to (log P(Yes), log P(No))."""
         device = self.scorer.lmm.device
@@ -121,7 +124,7 @@ class TripletScorer:
         return views, w, has_clip
 
 
-def explanation_nll(lmm, examples: list[Example], frames: list[np.ndarray]) -> torch.Tensor:
+def explanation_nll(lmm, examples: list[Example], frames: list[Clip | np.ndarray]) -> torch.Tensor:
     """VideoCon's explanation task: mean token NLL of each triplet's `nle` given (V^r, t^s), shape (B,).
 
     Triplets without an `nle` get 0. This is ordinary teacher-forced language modelling through the
@@ -142,8 +145,8 @@ def explanation_nll(lmm, examples: list[Example], frames: list[np.ndarray]) -> t
     full_len = [len(tok(p + a, add_special_tokens=False).input_ids) for p, a in zip(prompts, answers)]
     side, tok.padding_side = tok.padding_side, "right"
     try:
-        inputs = lmm.processor(text=[p + a for p, a in zip(prompts, answers)], videos=videos, return_tensors="pt",
-                               padding=True).to(device)
+        inputs = lmm.processor(text=[p + a for p, a in zip(prompts, answers)], **lmm.video_inputs(videos),
+                               return_tensors="pt", padding=True).to(device)
     finally:
         tok.padding_side = side
     logits = lmm.model(**inputs).logits[:, :-1].float()
