@@ -89,11 +89,18 @@ def _reference_score(member, frame: np.ndarray, caption: str) -> float:
     return float(torch.exp(-loss.double()))
 
 
-def test_score_follows_the_reference_recipe(member, frames):
-    tok = member.tokenizer
+def test_score_follows_the_reference_recipe(tiny_dir, member, frames):
+    from safetensors.torch import load_file
+
+    tok, model = member.tokenizer, member.model
     assert tok.convert_ids_to_tokens(tok("Yes").input_ids) == ["▁Yes", "</s>"]
-    # the stored head has 28 rows past the tokenizer (as FlanT5's 32128 past 32100); the reference trims them
-    assert member.model.lm_head.weight.shape[0] == len(tok) < member.model.config.vocab_size + 28 + 1
+    # the stored vocabulary has 28 rows past the tokenizer (as FlanT5's 32128 past 32100); like the
+    # reference, the member keeps the tokenizer's rows of both (untied) matrices
+    stored = load_file(tiny_dir / "model.safetensors")
+    assert stored["lm_head.weight"].shape[0] == len(tok) + 28
+    for name in ("lm_head.weight", "shared.weight"):
+        assert torch.equal(model.get_parameter(name), stored[name][:len(tok)])
+    assert model.lm_head.weight is not model.shared.weight
     with torch.no_grad():
         p = member.p_yes(frames, TEXTS)  # batches of 4 pairs: padded prompts, frames shared by captions
         expected = torch.tensor([[_reference_score(member, f, t) for t in TEXTS] for f in frames], dtype=torch.float64)
