@@ -10,12 +10,9 @@ ZeRO-2 / ZeRO-3: `--config_file recipes/configs/accelerate/zero2.yaml` (or zero3
 run with `resume_from=latest`. Everything lives in synvita.training; this file only parses argv.
 """
 
-import argparse
 import sys
 
-from synvita.training import recipe
+from synvita.training.recipe import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    recipe.add_arguments(parser)
-    sys.exit(recipe.run(parser.parse_args()))
+    sys.exit(main())

@@ -17,10 +17,13 @@ STAGES = [
     ("train", "synvita.training.recipe", "fine-tune a video LMM with LoRA on the SynViTA objective"),
     ("evaluate", "synvita.evaluation.harness", "benchmark a model or a predictions file (AUC, mAP, accuracy)"),
     ("report", "synvita.report.html", "build a self-contained report.html from a run directory"),
+    ("push", "synvita.hub", "upload a trained adapter to the hub with a generated model card"),
     ("demo", "synvita.toyworld.demo", "run the whole method on the toy world, on CPU"),
     ("entail", "synvita.models.entail", "print f(V,t) = P(Yes)/(P(Yes)+P(No)) for a video and texts"),
     ("data", "synvita.data.download", "fetch benchmark annotation files (needs a network)"),
     ("tiny", "synvita.models.tiny", "build a tiny random-weight model or pipeline into a folder"),
+    ("configs", "synvita.configs", "list the shipped configs or copy one to edit it"),
+    ("world", "synvita.toyworld.files", "write toy-world triplets and benchmark files (real-style videos, no model)"),
 ]
 
 

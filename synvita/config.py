@@ -9,6 +9,7 @@ settings that ran next to the outputs. Hand-written because the few libraries th
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from synvita.configs import find as shipped_config
 from synvita.provenance import package_versions
 from synvita.utils import atomic_write_text
 
@@ -27,14 +29,15 @@ class ConfigError(ValueError):
 
 
 def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> C:
-    """Build `cls` from a YAML file and `a.b=value` overrides (values parsed as YAML scalars)."""
+    """Build `cls` from a YAML file (or a shipped config's name) and `a.b=value` overrides (values parsed
+    as YAML scalars)."""
     data: dict[str, Any] = {}
     where = str(path) if path else cls.__name__
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
+            data = yaml.safe_load(shipped_config(path).read_text()) or {}
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
         if not isinstance(data, dict):
@@ -140,6 +143,21 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         return v
 
     return plain(dataclasses.asdict(cfg))
+
+
+def flat_dict(cfg: Any) -> dict[str, int | float | str | bool]:
+    """A config as `section.key: scalar` (lists and None as text): the form hyperparameter logs accept."""
+
+    def walk(node: Any, prefix: str):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{prefix}{k}.")
+        elif isinstance(node, (int, float, str, bool)):
+            yield prefix[:-1], node
+        else:
+            yield prefix[:-1], json.dumps(node)
+
+    return dict(walk(to_dict(cfg), ""))
 
 
 def dump_resolved(cfg: Any, path: str | Path) -> None:

@@ -22,7 +22,7 @@ from synvita.utils import stable_seed
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "generation" / "configs" / "tiny_cogvideox.yaml"
-TRIPLETS = REPO / "generation" / "configs" / "tiny_triplets.jsonl"
+TRIPLETS = REPO / "tests" / "data" / "tiny_triplets.jsonl"
 
 
 def _config(out: Path, tiny_cache: Path, *extra: str, path: Path = TINY) -> GenerateConfig:

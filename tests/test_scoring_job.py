@@ -37,7 +37,7 @@ def _score_config(run: Path, tiny_cache: Path, members=MEMBERS, *extra: str) -> 
 def generated(tmp_path_factory, tiny_cache):
     run = tmp_path_factory.mktemp("run")
     cfg = load_config(GenerateConfig, REPO / "generation" / "configs" / "tiny_cogvideox.yaml", [
-        f"output_dir={run}", f"input={REPO / 'generation' / 'configs' / 'tiny_triplets.jsonl'}",
+        f"output_dir={run}", f"input={REPO / 'tests' / 'data' / 'tiny_triplets.jsonl'}",
         f"settings.cache_dir={tiny_cache}", "limit=3", "clips_per_caption=1"])
     run_generation(cfg, show_progress=False)
     merge_manifest(run)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import http.server
+import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -165,10 +169,89 @@ def test_download_from_a_mirror(local_mirror, tmp_path, capsys):
     assert cli_main(["data", "download", "ssv2-temporal", "--to", str(out), "--base-url", base]) == 0
     assert (out / "eval_ssv2_temporal.csv").read_text() == body
 
-    (folder / "videocon_human.csv").write_text("<html>please log in</html>\n")
-    assert cli_main(["data", "download", "videocon-human", "--to", str(out), "--base-url", base]) == 1
+    (folder / "eval_ssv2_events.csv").write_text("<html>please log in</html>\n")
+    assert cli_main(["data", "download", "ssv2-events", "--to", str(out), "--base-url", base]) == 1
     assert "not the expected CSV" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["eval_ssv2_temporal.csv"]
 
     assert cli_main(["data", "download", "atp-hard", "--to", str(out), "--base-url", base]) == 1
     assert "HTTP 404" in capsys.readouterr().err
+
+
+class HubMirror(http.server.BaseHTTPRequestHandler):
+    """The two requests `hf_hub_download` makes of an HF_ENDPOINT mirror (HEAD for the metadata, GET
+    for the bytes) over `files`, recording what each request carried."""
+
+    files: dict[str, bytes] = {}
+    seen: list[tuple[str, str, str | None]] = []
+
+    def _reply(self, body: bool) -> None:
+        self.seen.append((self.command, self.path, self.headers.get("Authorization")))
+        data = self.files.get(self.path)
+        if data is None:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+        self.send_header("X-Repo-Commit", "0" * 40)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_HEAD(self):
+        self._reply(body=False)
+
+    def do_GET(self):
+        self._reply(body=True)
+
+    def log_message(self, *args):
+        pass
+
+
+def _download(out: Path, env: dict) -> subprocess.CompletedProcess:
+    # A fresh process: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when it is imported.
+    return subprocess.run([sys.executable, "-m", "synvita.cli", "data", "download", "videocon-human", "--to", str(out)],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_hub_files_come_through_hf_endpoint_with_the_token_and_the_cache(tmp_path):
+    body = b"video_url,caption,neg_caption,hard\nhttps://x/1.mp4,a cat sits,a cat runs,1\n"
+    HubMirror.files = {"/datasets/videocon/videocon/resolve/main/videocon_human.csv": body}
+    HubMirror.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HubMirror)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_HUB_CACHE": str(tmp_path / "cache"),
+           "HF_TOKEN": "hf_secret_test", "HF_HUB_DISABLE_XET": "1"}
+    try:
+        done = _download(tmp_path / "out", env)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "out" / "videocon_human.csv").read_bytes() == body
+        fetched = [(method, auth) for method, path, auth in HubMirror.seen if "/resolve/" in path]
+        assert ("GET", "Bearer hf_secret_test") in fetched and all(a == "Bearer hf_secret_test" for _, a in fetched)
+        assert list((tmp_path / "cache").glob("datasets--videocon--videocon/snapshots/*/videocon_human.csv"))
+
+        # Offline, the cached copy is enough and the mirror is not asked again.
+        HubMirror.seen = []
+        done = _download(tmp_path / "again", {**env, "HF_HUB_OFFLINE": "1"})
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "again" / "videocon_human.csv").read_bytes() == body and not HubMirror.seen
+
+        HubMirror.files = {}
+        done = _download(tmp_path / "gone", {**env, "HF_HUB_CACHE": str(tmp_path / "empty")})
+        assert done.returncode == 1 and "videocon_human.csv: not found" in done.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_offline_without_the_file_says_which_file_and_where_it_goes(tmp_path):
+    done = _download(tmp_path / "out", {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 1
+    assert "videocon_human.csv is missing: HF_HUB_OFFLINE is set" in done.stderr
+    assert "datasets/videocon/videocon/blob/main/videocon_human.csv" in done.stderr
+    assert f"put it at {tmp_path / 'out' / 'videocon_human.csv'}" in done.stderr
+    assert "Traceback" not in done.stderr

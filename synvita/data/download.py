@@ -1,27 +1,40 @@
 """`synvita data download <benchmark> --to DIR`: fetch a benchmark's annotation files.
 
 Only annotations (CSV) are fetched; the videos come from their source datasets under their own
-licenses (see each file's README upstream). Needs a network; without one it says which URL failed
-and how to fetch the file by hand.
+licenses (see each file's README upstream). Files on the Hugging Face hub go through
+`huggingface_hub.hf_hub_download`: your token (`HF_TOKEN` or `hf auth login`), its cache, resumed
+downloads, `HF_ENDPOINT` mirrors and `HF_HUB_OFFLINE=1`. Files on GitHub are fetched from their URL
+(`--base-url` for a mirror). When a file cannot be fetched, the error names it, where to get it and
+where to put it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 VIDEOCON_GITHUB = "https://raw.githubusercontent.com/Hritikbansal/videocon/main/datasets"
-VIDEOCON_HF = "https://huggingface.co/datasets/videocon/videocon/resolve/main"
 
-# benchmark -> (default base URL, [(file name, columns its header must have)])
-BENCHMARKS: dict[str, tuple[str, list[tuple[str, tuple[str, ...]]]]] = {
+
+@dataclass(frozen=True)
+class HubDataset:
+    repo_id: str
+    revision: str = "main"
+
+
+VIDEOCON_HF = HubDataset("videocon/videocon")
+
+# benchmark -> (GitHub base URL or hub dataset, [(file name, columns its header must have)])
+BENCHMARKS: dict[str, tuple[str | HubDataset, list[tuple[str, tuple[str, ...]]]]] = {
     "ssv2-temporal": (VIDEOCON_GITHUB, [("eval_ssv2_temporal.csv", ("videopath", "caption", "match"))]),
     "ssv2-events": (VIDEOCON_GITHUB, [("eval_ssv2_events.csv", ("videopath", "caption", "match"))]),
     "atp-hard": (VIDEOCON_GITHUB, [
@@ -46,12 +59,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     download = actions.add_parser("download", help="fetch a benchmark's annotation files")
     download.add_argument("benchmark", choices=sorted(BENCHMARKS))
     download.add_argument("--to", type=Path, required=True, help="directory to write the files into")
-    download.add_argument("--base-url", help="fetch from this mirror instead (files keep their names)")
-    download.add_argument("--timeout", type=float, default=30.0, help="seconds per connection attempt")
+    download.add_argument("--base-url", help="fetch GitHub-hosted files from this mirror (files keep their names); "
+                                             "hub-hosted files follow HF_ENDPOINT")
+    download.add_argument("--token", help="hub token (default: HF_TOKEN or the one `hf auth login` saved)")
+    download.add_argument("--cache-dir", type=Path, help="hub cache (default: HF_HUB_CACHE)")
+    download.add_argument("--timeout", type=float, default=30.0, help="seconds per connection attempt (GitHub files)")
+
+
+def check_header(path: Path, header: tuple[str, ...], source: str) -> None:
+    """An HTML error page or a wrong file is not the expected CSV: say so before it is used."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        columns = f.readline().strip().split(",")
+    missing = [c for c in header if c not in columns]
+    if missing:
+        raise DownloadError(f"{source}: not the expected CSV (missing columns {missing}; first line {columns[:8]})")
 
 
 def fetch(url: str, dest: Path, header: tuple[str, ...], timeout: float) -> None:
-    """Stream `url` into `dest` atomically, then check the CSV header (an HTML error page is not a CSV)."""
+    """Stream `url` into `dest` atomically, then check the CSV header."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
@@ -63,29 +88,57 @@ def fetch(url: str, dest: Path, header: tuple[str, ...], timeout: float) -> None
                         out.write(chunk)
                         bar.update(len(chunk))
         except urllib.error.HTTPError as e:
-            gated = " (the dataset may be gated: accept its terms on its page, then fetch it by hand)"
-            raise DownloadError(f"{url}: HTTP {e.code} {e.reason}{gated if e.code in (401, 403) else ''}") from e
+            raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; fetch it by hand into {dest}") from e
         except OSError as e:  # URLError, refused connections and timeouts are all OSErrors
             reason = getattr(e, "reason", e)
             raise DownloadError(f"{url}: cannot download ({reason}); is there a network? "
                                 f"Fetch it by hand into {dest}") from e
-        with open(tmp, encoding="utf-8-sig", errors="replace") as f:
-            columns = f.readline().strip().split(",")
-        missing = [c for c in header if c not in columns]
-        if missing:
-            raise DownloadError(f"{url}: not the expected CSV (missing columns {missing}; first line {columns[:8]})")
+        check_header(Path(tmp), header, url)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def fetch_from_hub(dataset: HubDataset, name: str, dest: Path, header: tuple[str, ...], token: str | None,
+                   cache_dir: Path | None) -> None:
+    """Download through the hub cache (resumed if interrupted, reused when present), then copy to `dest`."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError)
+
+    page = f"{constants.ENDPOINT}/datasets/{dataset.repo_id}/blob/{dataset.revision}/{name}"
+    by_hand = f"download {page} and put it at {dest}"
+    try:
+        cached = hf_hub_download(dataset.repo_id, name, repo_type="dataset", revision=dataset.revision,
+                                 token=token, cache_dir=cache_dir)
+    except GatedRepoError as e:
+        raise DownloadError(f"{name}: the dataset {dataset.repo_id} is gated: accept its terms on its page and "
+                            f"log in (`hf auth login` or HF_TOKEN), or {by_hand}") from e
+    except LocalEntryNotFoundError as e:
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub cannot be reached"
+        raise DownloadError(f"{name} is missing: {why} and it is not in the hub cache; {by_hand}") from e
+    # After LocalEntryNotFoundError, which is a kind of EntryNotFoundError.
+    except (RepositoryNotFoundError, EntryNotFoundError) as e:
+        raise DownloadError(f"{name}: not found on {constants.ENDPOINT} ({type(e).__name__}); {by_hand}") from e
+    except HfHubHTTPError as e:
+        raise DownloadError(f"{name}: {e}; {by_hand}") from e
+    check_header(Path(cached), header, page)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    shutil.copyfile(cached, tmp)
+    os.replace(tmp, dest)
+
+
 def run(args: argparse.Namespace) -> int:
-    base, files = BENCHMARKS[args.benchmark]
-    base = (args.base_url or base).rstrip("/")
+    source, files = BENCHMARKS[args.benchmark]
     try:
         for name, header in files:
-            fetch(f"{base}/{name}", args.to / name, header, args.timeout)
+            if isinstance(source, HubDataset):
+                fetch_from_hub(source, name, args.to / name, header, args.token, args.cache_dir)
+            else:
+                fetch(f"{(args.base_url or source).rstrip('/')}/{name}", args.to / name, header, args.timeout)
     except DownloadError as e:
         print(f"synvita data download: {e}", file=sys.stderr)
         return 1

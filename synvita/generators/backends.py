@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shlex
 import subprocess
 import tempfile
@@ -45,15 +46,36 @@ def to_uint8(video, where: str) -> np.ndarray:
     return (np.clip(video, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
+def process_device(device: str | None):
+    """The device this process owns. Under `accelerate launch` (or torchrun) process LOCAL_RANK of a node
+    drives GPU LOCAL_RANK, as accelerate's own PartialState places it; a device given with an index is kept."""
+    import torch
+
+    d = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if d.type == "cuda" and d.index is None:
+        d = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % max(1, torch.cuda.device_count()))
+    return d
+
+
+# `offload` setting -> how the pipeline is placed (diffusers' three CPU offload modes).
+OFFLOAD = (None, "model", "sequential", "group")
+
+
 class DiffusersBackend:
-    """A diffusers pipeline; memory options (CPU offload, VAE tiling/slicing) are settings."""
+    """A diffusers pipeline; memory options (CPU offload, VAE tiling/slicing) are settings.
+
+    `offload`: null keeps the whole pipeline on the device; `model` moves one component at a time onto it
+    (enable_model_cpu_offload), `sequential` one leaf module at a time (least memory, slowest), `group`
+    groups of blocks (enable_group_offload, its arguments in `group_offload`, e.g. `{num_blocks_per_group: 2,
+    use_stream: true}`).
+    """
 
     name = "diffusers"
     pipeline_class: str | None = None  # None: the class named in the checkpoint (DiffusionPipeline)
     defaults = dict(
         model=None, pipeline_class=None, dtype="float32", device=None, steps=50, guidance=6.0,
         height=480, width=720, num_frames=49, fps=8.0, negative_prompt="", max_sequence_length=None,
-        cpu_offload=False, vae_tiling=False, vae_slicing=False, cache_dir=None, call_kwargs={},
+        offload=None, group_offload={}, vae_tiling=False, vae_slicing=False, cache_dir=None, call_kwargs={},
     )
 
     def __init__(self, settings: dict):
@@ -65,14 +87,22 @@ class DiffusersBackend:
         s = self.settings = settings
         if not s["model"]:
             raise SettingsError(f"backend {self.name!r}: set `model` to a hub id, a folder or tiny:<kind>")
+        if s["offload"] not in OFFLOAD:
+            raise SettingsError(f"backend {self.name!r}: offload {s['offload']!r} is not one of "
+                                f"null, {', '.join(OFFLOAD[1:])}")
         cls_name = s["pipeline_class"] or self.pipeline_class or "DiffusionPipeline"
         cls = getattr(diffusers, cls_name, None)
         if cls is None:
             raise SettingsError(f"backend {self.name!r}: diffusers has no pipeline class {cls_name!r}")
         self.pipe = cls.from_pretrained(materialize(s["model"], s["cache_dir"]), dtype=getattr(torch, s["dtype"]))
-        device = s["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
-        if s["cpu_offload"]:
+        device = process_device(s["device"])
+        if s["offload"] == "model":
             self.pipe.enable_model_cpu_offload(device=device)
+        elif s["offload"] == "sequential":
+            self.pipe.enable_sequential_cpu_offload(device=device)
+        elif s["offload"] == "group":
+            self.pipe.enable_group_offload(onload_device=device, **{
+                "offload_type": "block_level", "num_blocks_per_group": 1, **s["group_offload"]})
         else:
             self.pipe.to(device)
         if s["vae_tiling"]:

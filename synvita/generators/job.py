@@ -150,13 +150,42 @@ def process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
 def _failure(err: BaseException) -> str:
     import torch
 
-    if isinstance(err, torch.cuda.OutOfMemoryError):
-        torch.cuda.empty_cache()
+    if _out_of_memory(err):
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return f"out of memory: {err}"
     return f"{type(err).__name__}: {err}"
+
+
+def _generate_batch(backend, prompts: list[str], seeds: list[int]) -> tuple[list, list[str | None]]:
+    """Clips and per-clip errors for one batch. A batch that runs out of memory is tried once more as two
+    halves (a clip depends only on its seed, so the clips are the same) before its clips count as failed."""
+    try:
+        return backend.generate(prompts, seeds), [None] * len(prompts)
+    except Exception as err:  # one bad batch must not end a multi-day job
+        if len(prompts) == 1 or not _out_of_memory(err):
+            return [None] * len(prompts), [_failure(err)] * len(prompts)
+        _failure(err)  # frees the CUDA cache before the retry
+    half = (len(prompts) + 1) // 2
+    videos, errors = [], []
+    for start in range(0, len(prompts), half):
+        part = slice(start, start + half)
+        try:
+            videos += backend.generate(prompts[part], seeds[part])
+            errors += [None] * len(prompts[part])
+        except Exception as err:
+            videos += [None] * len(prompts[part])
+            errors += [f"{_failure(err)} (retried at batch {half})"] * len(prompts[part])
+    return videos, errors
 
 
 def _write_clip(run_dir: Path, rel: str, frames, fps: float) -> int:
@@ -210,14 +239,10 @@ def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_
         batch = todo[start:start + cfg.batch_size]
         seeds = [stable_seed(clip_id, generator, cfg.seed) for clip_id, _, _ in batch]
         began = time.perf_counter()
-        try:
-            videos = backend.generate([t.negative for _, t, _ in batch], seeds)
-            error = None
-        except Exception as err:  # one bad batch must not end a multi-day job
-            videos, error = [None] * len(batch), _failure(err)
+        videos, errors = _generate_batch(backend, [t.negative for _, t, _ in batch], seeds)
         elapsed = (time.perf_counter() - began) / len(batch)
-        for (clip_id, triplet, rel), seed, frames in zip(batch, seeds, videos):
-            num_frames, clip_error = None, error
+        for (clip_id, triplet, rel), seed, frames, clip_error in zip(batch, seeds, videos, errors):
+            num_frames = None
             if clip_error is None:
                 try:
                     num_frames = _write_clip(run_dir, rel, frames, backend.fps)

@@ -81,7 +81,7 @@ def _num(value: float) -> str:
 
 # --- results -------------------------------------------------------------------------------
 
-def _metric_keys(result: dict) -> list[str]:
+def metric_keys(result: dict) -> list[str]:
     return [k for k, v in result.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.endswith("_tie_aware")]
 
@@ -101,7 +101,7 @@ def results_section(run_dir: Path) -> str:
     benchmarks = sorted({b for r in results.values() for b in r},
                         key=lambda b: (PAPER_ORDER.index(b) if b in PAPER_ORDER else len(PAPER_ORDER), b))
     columns = [(b, m) for b in benchmarks
-               for m in dict.fromkeys(m for r in results.values() if b in r for m in _metric_keys(r[b]))]
+               for m in dict.fromkeys(m for r in results.values() if b in r for m in metric_keys(r[b]))]
     best = {c: max((r[c[0]][c[1]] for r in results.values() if c[1] in r.get(c[0], {})), default=None)
             for c in columns}
     head1 = "".join(f'<th colspan="{sum(1 for c in columns if c[0] == b)}">{escape(b)}</th>' for b in benchmarks)

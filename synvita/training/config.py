@@ -101,6 +101,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     # "latest", a checkpoint directory, or None for a fresh run.
     resume_from: str | None = None
+    # Accelerate's trackers, given the resolved config as hyperparameters; "none": metrics.jsonl and stdout only.
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "none"]] = field(default_factory=lambda: ["tensorboard"])
 
     def __post_init__(self):
         if not self.model.name_or_path:
@@ -113,5 +115,13 @@ class TrainConfig:
             raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
         if self.data.clips is not None and self.loss.weighting != "fixed" and self.data.weights is None:
             raise ValueError(f"data.weights: weighting {self.loss.weighting!r} needs the weights manifest")
+        if "none" in self.report_to and len(self.report_to) > 1:
+            raise ValueError(f"report_to: 'none' cannot be combined with trackers, got {self.report_to}")
         if self.data.explanations and self.loss.lambda_explanation == 0:
             raise ValueError("data.explanations is on but loss.lambda_explanation is 0")
+
+    def missing_trackers(self) -> list[str]:
+        """Trackers in `report_to` whose package is not installed (accelerate would skip them silently)."""
+        import importlib.util
+
+        return [t for t in self.report_to if t != "none" and importlib.util.find_spec(t) is None]

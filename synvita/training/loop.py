@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from synvita.config import dump_resolved
+from synvita.config import dump_resolved, flat_dict
 from synvita.training import checkpoints
 from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
@@ -118,10 +118,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     from synvita.models.alignment import AlignmentScorer
 
     out = Path(cfg.output_dir)
+    if cfg.missing_trackers():
+        raise RuntimeError(f"report_to: {', '.join(cfg.missing_trackers())} not installed; pip install it, "
+                           "or set report_to=[tensorboard] or report_to=[none]")
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        log_with="tensorboard",
+        log_with=[t for t in cfg.report_to if t != "none"] or None,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tensorboard")),
     )
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
@@ -166,7 +169,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             atomic_write_text(metrics_path, "".join(kept))
     if accelerator.is_main_process:
         dump_resolved(cfg, out / "resolved.yaml")
-    accelerator.init_trackers("synvita")
+    accelerator.init_trackers("synvita", config=flat_dict(cfg))
     log.info("%d examples, %d steps/epoch, %d steps; %d trainable parameters", len(examples), per_epoch,
              total_steps, n_trainable)
 
