@@ -8,6 +8,7 @@ the tiny CPU chain in the README trains and evaluates on (generate -> score -> t
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from synvita.toyworld.benchmarks import write_benchmarks, write_triplets
@@ -18,14 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=int, default=8, help="training scenes (each gives --negatives triplets)")
     parser.add_argument("--negatives", type=int, default=1, help="hard negatives per training scene")
     parser.add_argument("--benchmarks", type=int, default=0, metavar="N",
-                        help="also write the four benchmarks with N clips / questions each (SSv2-Temporal is fixed)")
+                        help="also write the four benchmarks with N clips / questions each (SSv2-Temporal is "
+                             "always its 216 clips)")
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--size", type=int, default=48, help="frame height and width in pixels")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.scenes < 1 or args.negatives < 1 or args.benchmarks < 0:
-        print("synvita world: --scenes and --negatives must be >= 1, --benchmarks >= 0")
+        print("synvita world: --scenes and --negatives must be >= 1, --benchmarks >= 0", file=sys.stderr)
         return 2
     path = write_triplets(args.out, args.scenes, args.negatives, args.frames, args.size)
     print(f"world: {path}")
