@@ -39,9 +39,10 @@ def test_loaded_family_knows_its_checkpoint(kind, tiny_dirs):
     names = [n for n, _ in lmm.model.named_modules()]
     targets = [n for n in names if re.fullmatch(lmm.family.lora_targets, n)]
     layers = lmm.model.config.text_config.num_hidden_layers
-    assert len(targets) == 4 * layers and all(n.startswith("model.language_model.") for n in targets)
+    llm = lmm.family.llm_module
+    assert len(targets) == 4 * layers and all(n.startswith(llm + ".") for n in targets)
     vision = [n for n in names if n.startswith(lmm.family.frozen_modules())]
-    assert vision and not any(n.startswith("model.language_model") for n in vision)
+    assert vision and not any(n.startswith(llm) for n in vision)
 
     # The prompt keeps VideoCon's question inside the family's chat format, split at the caption.
     before, after = lmm.prompt_pieces(QUESTION)

@@ -16,6 +16,7 @@ EXPECTED = {
     "llava-onevision": ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionProcessor"),
     "qwen2-vl": ("Qwen2VLForConditionalGeneration", "Qwen2VLProcessor"),
     "qwen2.5-vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor"),
+    "mplug-owl-video": ("MplugOwlVideoForConditionalGeneration", "MplugOwlVideoProcessor"),
 }
 
 

@@ -92,7 +92,7 @@ class AlignmentScorer:
         model = lmm.hf_model
         self._embed = model.get_input_embeddings()
         self._head = model.get_output_embeddings()
-        self._feature_args = set(inspect.signature(model.model.get_video_features).parameters)
+        self._feature_args = set(inspect.signature(lmm.multimodal_model.get_video_features).parameters)
         self._yes = torch.tensor(lmm.yes_ids, device=lmm.device)
         self._no = torch.tensor(lmm.no_ids, device=lmm.device)
 
@@ -128,7 +128,7 @@ class AlignmentScorer:
                                padding=True).to(lmm.device)
         pixels = {k: v for k, v in inputs.items() if k in self._feature_args}
         pixels["pixel_values_videos"] = pixels["pixel_values_videos"].to(self._embed.weight.dtype)
-        pooled = lmm.hf_model.model.get_video_features(**pixels).pooler_output
+        pooled = lmm.multimodal_model.get_video_features(**pixels).pooler_output
         width = self._embed.embedding_dim
         per_video = ([p.reshape(-1, width) for p in pooled] if isinstance(pooled, (list, tuple))
                      else list(pooled.reshape(len(frames), -1, width)))
@@ -148,7 +148,7 @@ class AlignmentScorer:
         if not self.lmm.family.mrope:
             return (mask.long().cumsum(-1) - 1).clamp(min=0)
         extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "pixel_values_videos")}
-        positions, _ = self.lmm.hf_model.model.get_rope_index(inputs["input_ids"], attention_mask=mask, **extra)
+        positions, _ = self.lmm.multimodal_model.get_rope_index(inputs["input_ids"], attention_mask=mask, **extra)
         return positions
 
     def _check_video_tokens(self, ids: torch.Tensor, features: torch.Tensor, frames: int) -> None:
@@ -214,8 +214,9 @@ class AlignmentScorer:
         return torch.stack(out, dim=-2)
 
     def _embeddings(self, ids: torch.Tensor, caches: list[VisionCache]) -> torch.Tensor:
-        embeds = self._embed(ids)
         video = (ids == self.lmm.video_token_id).unsqueeze(-1)
+        # The placeholder id may lie past the embedding table (mPLUG-Owl's): it is overwritten anyway.
+        embeds = self._embed(ids.masked_fill(video.squeeze(-1), 0))
         features = torch.cat([c.features for c in caches]).to(embeds.dtype)
         return embeds.masked_scatter(video, features)
 

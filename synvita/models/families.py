@@ -31,6 +31,8 @@ class ModelFamily:
     projector_modules: tuple[str, ...]  # frozen vision-to-LLM projector
     llm_module: str = "model.language_model"
     lora_targets: str = LLM_ATTENTION
+    # The module with `get_video_features` (and `get_rope_index` for M-RoPE); "" is the model itself.
+    multimodal_module: str = "model"
     # Multimodal RoPE: positions come from the model's own `get_rope_index` (Qwen2-VL style).
     mrope: bool = False
     # Per-frame pixel cap for videos. A checkpoint without a video preprocessor config hands its
@@ -80,6 +82,18 @@ for _name, _type, _hub in (("qwen2-vl", "qwen2_vl", "Qwen/Qwen2-VL-2B-Instruct")
                          "<|im_start|>assistant\n"),
         hub_examples=(_hub,),
     ))
+# Written here on current transformers (synvita.models.mplug_owl) under the checkpoint's own module
+# names: the published weights load as they are. Its processor has no chat template in the hub
+# folder; `synvita convert-mplug-owl` writes one (the authors' conversation template).
+FAMILIES.register("mplug-owl-video", ModelFamily(
+    name="mplug-owl-video", model_types=("mplug_owl_video",),
+    vision_modules=("vision_model",),
+    projector_modules=("abstractor",),
+    llm_module="language_model.model",
+    lora_targets=r"language_model\.model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)",
+    multimodal_module="",
+    hub_examples=("MAGAer13/mplug-owl-llama-7b-video",),
+))
 
 
 def family_for_model_type(model_type: str) -> ModelFamily:
@@ -146,6 +160,10 @@ class VideoLMM:
     def hf_model(self) -> torch.nn.Module:
         """The transformers model, also after `model` was wrapped in a PEFT model."""
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    @property
+    def multimodal_model(self) -> torch.nn.Module:
+        return self.hf_model.get_submodule(self.family.multimodal_module)
 
     @property
     def language_model(self) -> torch.nn.Module:
@@ -215,6 +233,8 @@ def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", d
     (default: the family's reference cap).
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    import synvita.models.mplug_owl  # noqa: F401  (registers the mPLUG-Owl classes with the Auto classes)
 
     name_or_path = str(name_or_path)
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)

@@ -20,7 +20,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-TINY_KINDS = ("video-llava", "llava-next-video", "llava-onevision", "qwen2-vl", "qwen2.5-vl")
+TINY_KINDS = ("video-llava", "llava-next-video", "llava-onevision", "qwen2-vl", "qwen2.5-vl", "mplug-owl-video")
+# Kinds whose LLM is LLaMA (and whose tokenizer follows LLaMA's).
+_LLAMA_KINDS = ("video-llava", "llava-next-video", "mplug-owl-video")
 
 # Other rooms' tiny builders: module -> name of its dict `kind -> build(out_dir, seed) -> Path`.
 _OTHER_BUILDERS = {
@@ -195,7 +197,7 @@ def text_config(kind: str, size: dict, vocab: int, tok) -> dict:
         section = [half - 2 * (half // 3), half // 3, half // 3]
         cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
     else:
-        cfg["model_type"] = "llama" if kind in ("video-llava", "llava-next-video") else "qwen2"
+        cfg["model_type"] = "llama" if kind in _LLAMA_KINDS else "qwen2"
     return cfg
 
 
@@ -204,7 +206,7 @@ def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
     import transformers as tf
 
     dims = SIZES[size]
-    style = "llama" if kind in ("video-llava", "llava-next-video") else (
+    style = "llama" if kind in _LLAMA_KINDS else (
         "qwen" if kind.startswith("qwen") else "chatml")
     tok = build_tokenizer(style)
     vocab = len(tok)
@@ -266,6 +268,10 @@ def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
             video_processor=tf.Qwen2VLVideoProcessor(size=pixels, cap_pixels_per_frame=True),
             tokenizer=tok, chat_template=_qwen_chat("<|vision_start|><|video_pad|><|vision_end|>",
                                                     "<|vision_start|><|image_pad|><|vision_end|>"))
+    elif kind == "mplug-owl-video":
+        from synvita.models.mplug_owl.tiny import tiny_parts
+
+        config, processor = tiny_parts(tok, text, dims)
     else:
         raise KeyError(f"unknown tiny video LMM {kind!r}; known: {', '.join(TINY_KINDS)}")
 

@@ -157,6 +157,8 @@ def explanation_nll(lmm, examples: list[Example], frames: list[Clip | np.ndarray
     mask = torch.zeros_like(targets, dtype=torch.bool)
     for r, (p, f) in enumerate(zip(prompt_len, full_len)):
         mask[r, ends[r] - (f - p):ends[r]] = True
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    # Only answer tokens are targets: a prompt's placeholder id may lie past the vocabulary (mPLUG-Owl).
+    targets = targets.masked_fill(~mask, -100)
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=-100)
     per_row = (nll * mask).sum(-1) / mask.sum(-1).clamp(min=1)
     return losses.index_put((torch.tensor(rows, device=device),), per_row)
