@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from synvita.config import ConfigError, load_config
+from synvita.data.video import FrameSampler
 from synvita.training.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
@@ -14,7 +15,7 @@ ACCELERATE = sorted((CONFIGS / "accelerate").glob("*.yaml"))
 
 def test_the_expected_configs_ship():
     names = {str(p.relative_to(CONFIGS)) for p in RECIPES + ACCELERATE}
-    for family in ("video_llava", "llava_next_video", "qwen2_vl"):
+    for family in ("video_llava", "llava_next_video", "qwen2_vl", "mplug_owl"):
         assert {f"{family}/synvita.yaml", f"{family}/videocon_baseline.yaml"} <= names
     assert {"tiny/synvita_cpu.yaml", "accelerate/ddp.yaml", "accelerate/zero2.yaml", "accelerate/zero3.yaml"} <= names
 
@@ -30,6 +31,9 @@ def test_recipe_yaml_validates_and_starts_with_its_launch_command(path):
         assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (32, 32, 0.05)
         assert (cfg.optim.lr, cfg.optim.warmup_steps, cfg.per_device_batch_size, cfg.epochs) == (5e-5, 200, 4, 1)
         assert (cfg.loss.gamma, cfg.loss.weighting, cfg.loss.syn, cfg.loss.scr) == (0.2, "margin", True, True)
+    if path.parent.name == "mplug_owl":  # the thesis's settings for mPLUG-Owl
+        assert cfg.data.frames == FrameSampler("segments", 32) and cfg.lora.r == 32
+        assert cfg.loss.lambda_scr == (0.01 if path.stem == "synvita" else 1.0)
 
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)

@@ -36,16 +36,18 @@ class FrameSampler:
     fps: one frame every 1/`fps` seconds of presentation time, each the frame on screen at that
         moment, so variable-frame-rate clips are sampled by time rather than by index.
     all: every frame.
+    segments: the frame near the middle of each of `num_frames` equal segments, as mPLUG-Owl's video
+        code picks them (its training and VideoCon's evaluation read frames this way).
     """
 
-    kind: Literal["uniform", "fps", "all"] = "uniform"
+    kind: Literal["uniform", "fps", "all", "segments"] = "uniform"
     num_frames: int = 8
     fps: float | None = None
 
     def __post_init__(self):
-        if self.kind not in ("uniform", "fps", "all"):
-            raise ValueError(f"FrameSampler.kind: {self.kind!r} is not one of uniform, fps, all")
-        if self.kind == "uniform" and self.num_frames < 1:
+        if self.kind not in ("uniform", "fps", "all", "segments"):
+            raise ValueError(f"FrameSampler.kind: {self.kind!r} is not one of uniform, fps, all, segments")
+        if self.kind in ("uniform", "segments") and self.num_frames < 1:
             raise ValueError(f"FrameSampler.num_frames: must be >= 1, got {self.num_frames}")
         if self.kind == "fps" and not (self.fps and self.fps > 0):
             raise ValueError(f"FrameSampler.fps: kind 'fps' needs fps > 0, got {self.fps}")
@@ -53,8 +55,8 @@ class FrameSampler:
             raise ValueError(f"FrameSampler.fps: only used by kind 'fps', not {self.kind!r}")
 
     def describe(self) -> str:
-        if self.kind == "uniform":
-            return f"uniform-{self.num_frames}"
+        if self.kind in ("uniform", "segments"):
+            return f"{self.kind}-{self.num_frames}"
         if self.kind == "fps":
             return f"fps-{self.fps:g}"
         return "all"
@@ -66,6 +68,9 @@ class FrameSampler:
             return np.arange(n)
         if self.kind == "uniform":
             return np.round(np.linspace(0, n - 1, self.num_frames)).astype(int)
+        if self.kind == "segments":
+            step = (n - 1) / self.num_frames
+            return int(step / 2) + np.round(step * np.arange(self.num_frames)).astype(int)
         grid = times[0] + np.arange(0, end - times[0], 1.0 / self.fps)
         # The tolerance keeps float rounding of the grid from picking the previous frame.
         return np.searchsorted(times, grid + 1e-6, side="right") - 1

@@ -36,12 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--model", help="video LMM to score with: hub id or local folder")
     source.add_argument("--from-predictions", type=Path,
                         help="score nothing: read videopath,caption,entailment[,pos,neg] rows (VideoCon's or ours)")
-    parser.add_argument("--adapter", type=Path, help="PEFT (LoRA) adapter folder applied to --model")
+    parser.add_argument("--adapter", help="LoRA adapter applied to --model: a PEFT folder, or VideoCon's "
+                        "Owl-Con layout (a state dict file, its folder or hub id, e.g. videocon/owl-con)")
     parser.add_argument("--video-root", type=Path, help="where the benchmark's videos are (with --model)")
     parser.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     parser.add_argument("--predictions", type=Path, help="predictions CSV to write/resume (default: OUT.predictions.csv)")
-    parser.add_argument("--frames", type=int, default=8, help="frames per video for the uniform sampler")
-    parser.add_argument("--sampler", choices=("uniform", "fps", "all"), default="uniform")
+    parser.add_argument("--frames", type=int, default=8, help="frames per video for the uniform and segments samplers")
+    parser.add_argument("--sampler", choices=("uniform", "segments", "fps", "all"), default="uniform",
+                        help="segments: mPLUG-Owl's own frame choice")
     parser.add_argument("--fps", type=float, help="frames per second for --sampler fps")
     parser.add_argument("--batch-size", type=int, default=16, help="captions per forward pass")
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
@@ -68,7 +70,7 @@ def _setup(args, sampler: FrameSampler) -> dict:
         "benchmark": args.benchmark,
         "model": args.model,
         "adapter": str(args.adapter) if args.adapter else None,
-        "frames": sampler.num_frames if sampler.kind == "uniform" else None,
+        "frames": sampler.num_frames if sampler.kind in ("uniform", "segments") else None,
         "sampler": sampler.describe(),
         "dtype": args.dtype,
         "quantization": args.quantization,
@@ -108,6 +110,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
     import torch
 
     from synvita.data.video import read_clip
+    from synvita.models.adapters import apply_adapter
     from synvita.models.alignment import AlignmentScorer
     from synvita.models.families import load_video_lmm
 
@@ -139,10 +142,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
         torch.manual_seed(args.seed)
         lmm = load_video_lmm(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization)
         if args.adapter:
-            from peft import PeftModel
-
-            # Merged, the model keeps its module names, which the family table addresses.
-            lmm.model = PeftModel.from_pretrained(lmm.model, str(args.adapter)).merge_and_unload().eval()
+            apply_adapter(lmm, args.adapter)
         scorer = AlignmentScorer(lmm, sampler, batch_size=args.batch_size)
         with open(path, "a", encoding="utf-8", newline="") as f:
             for video, video_pairs in tqdm(todo.items(), desc=f"{args.benchmark}: videos", unit="video"):

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="hub id or local folder of a supported video LMM")
     parser.add_argument("--video", required=True, help="video file (decoded with PyAV)")
     parser.add_argument("--text", action="append", required=True, help="a description; repeat for several")
-    parser.add_argument("--adapter", help="a PEFT (LoRA) adapter folder to apply to the model")
+    parser.add_argument("--adapter", help="a LoRA adapter: PEFT folder, or VideoCon's Owl-Con layout (file, folder or hub id)")
     parser.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the video")
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default: cpu)")
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _scores(args: argparse.Namespace):
+    from synvita.models.adapters import AdapterError, apply_adapter
     from synvita.models.alignment import AlignmentScorer, VideoTokenMismatchError
     from synvita.models.families import FamilyError, load_video_lmm
 
@@ -43,12 +44,9 @@ def _scores(args: argparse.Namespace):
         frames = read_clip(args.video, sampler)
         lmm = load_video_lmm(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization)
         if args.adapter:
-            from peft import PeftModel
-
-            # Merged once, so scoring runs the plain module tree at full speed.
-            lmm.model = PeftModel.from_pretrained(lmm.model, args.adapter).merge_and_unload().eval()
+            apply_adapter(lmm, args.adapter)
         scorer = AlignmentScorer(lmm, sampler, prefix_sharing=not args.no_prefix_sharing)
         return scorer.score_many(frames, args.text)
-    except (VideoError, FamilyError, VideoTokenMismatchError, OSError) as err:
+    except (VideoError, FamilyError, VideoTokenMismatchError, AdapterError, OSError) as err:
         print(f"synvita entail: {err}", file=sys.stderr)
         return None
