@@ -21,6 +21,7 @@ STAGES = [
     ("demo", "synvita.toyworld.demo", "run the whole method on the toy world, on CPU"),
     ("entail", "synvita.models.entail", "print f(V,t) = P(Yes)/(P(Yes)+P(No)) for a video and texts"),
     ("data", "synvita.data.download", "fetch benchmark annotation files (needs a network)"),
+    ("convert", "synvita.models.convert", "convert a published checkpoint that needs remote code (mPLUG-Owl)"),
     ("tiny", "synvita.models.tiny", "build a tiny random-weight model or pipeline into a folder"),
     ("configs", "synvita.configs", "list the shipped configs or copy one to edit it"),
     ("world", "synvita.toyworld.files", "write toy-world triplets and benchmark files (real-style videos, no model)"),

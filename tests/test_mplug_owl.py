@@ -196,3 +196,85 @@ def test_the_shipped_recipe_trains_the_tiny_model_with_lora_on_every_llm_linear_
     kinds = {re.search(r"\.(\w+_proj)\.lora_A", k).group(1) for k in trained if "lora_A" in k}
     assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert all(v.abs().max() > 0 for k, v in trained.items() if "lora_B" in k)
+
+
+def _published_folder(folder: Path, seed: int = 0):
+    """A tiny checkpoint in the authors' published layout: model_type `mplug-owl`, pickled shards with
+    the stale rotary buffers, a sentencepiece LLaMA tokenizer under their class name, CLIP settings."""
+    import io
+
+    import sentencepiece as spm
+
+    from synvita.models.tiny import _CORPUS
+
+    folder.mkdir(parents=True)
+    lines = [line for line in _CORPUS.splitlines() if line.strip()] + ["Yes No yes no"] * 20 + [VIDEOCON_PROMPT] * 5
+    proto = io.BytesIO()
+    # LLaMA's sentencepiece settings: BPE with byte fallback, split digits, no whitespace clean-up.
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=proto, vocab_size=500, model_type="bpe",
+                                   byte_fallback=True, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                                   remove_extra_whitespaces=False, normalization_rule_name="identity", minloglevel=2)
+    (folder / "tokenizer.model").write_bytes(proto.getvalue())
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "MplugOwlTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "MplugOwlImageProcessor", "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711]}))
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=28,
+                  patch_size=14, initializer_range=0.2)
+    abstractor = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                      encoder_hidden_size=32, initializer_range=0.2)
+    text = dict(model_type="llama", vocab_size=500, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=4, initializer_range=0.2, pad_token_id=2)
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "mplug-owl", "architectures": ["MplugOwlForConditionalGeneration"], "num_query_tokens": 8,
+        "vision_config": {**vision, "model_type": "mplug_owl_vision_model"},
+        "visual_abstractor_config": {**abstractor, "model_type": "mplug_owl_visual_abstract"}, "text_config": text}))
+    torch.manual_seed(seed)
+    model = MplugOwlVideoForConditionalGeneration(MplugOwlVideoConfig(
+        vision_config=vision, visual_abstractor_config=abstractor, text_config=text, num_query_tokens=8,
+        initializer_range=0.2))
+    state = model.state_dict()
+    names = sorted(state)
+    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:]), 1):
+        shard = {k: state[k] for k in part}
+        if i == 2:
+            shard.update({f"language_model.model.layers.{n}.self_attn.rotary_emb.inv_freq": torch.ones(8)
+                          for n in range(2)})
+        torch.save(shard, folder / f"pytorch_model-0000{i}-of-00002.bin")
+    sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
+    return state, sp
+
+
+def test_the_published_layout_converts_once_on_first_load(tmp_path, monkeypatch, capsys):
+    from synvita.cli import main as cli_main
+    from synvita.models.alignment import AlignmentScorer
+    from synvita.models.families import load_video_lmm
+
+    monkeypatch.setenv("SYNVITA_CACHE", str(tmp_path / "cache"))
+    state, sp = _published_folder(tmp_path / "published")
+    lmm = load_video_lmm(tmp_path / "published")
+    converted = Path(lmm.source)
+    assert converted.parent == tmp_path / "cache" / "converted" and not list(converted.glob("*.bin"))
+    loaded = lmm.model.state_dict()
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+    # The whole prompt tokenizes as the authors' processor did: BOS, then each text piece around the
+    # video encoded on its own by sentencepiece, the placeholder repeated 9 times (8 queries + eos).
+    head, tail = VIDEOCON_PROMPT.split("<|video|>")
+    expected = [1] + sp.encode(head) + [lmm.video_token_id] * 9 + sp.encode(tail)
+    assert lmm.processor(text=[VIDEOCON_PROMPT])["input_ids"][0] == expected
+    assert lmm.video_token_id == 500 and sp.id_to_piece(lmm.yes_ids[0]).strip("▁").lower() == "yes"
+    video = np.random.default_rng(2).integers(0, 256, (4, 30, 40, 3), dtype=np.uint8)
+    f = AlignmentScorer(lmm).score([video, video], ["a man opens a door", "a dog"])
+    assert torch.isfinite(f).all() and 0 < f.min() and f.max() < 1
+
+    stamp = (converted / "config.json").stat().st_mtime_ns
+    assert load_video_lmm(tmp_path / "published").source == str(converted)
+    assert (converted / "config.json").stat().st_mtime_ns == stamp  # converted once
+
+    assert cli_main(["convert", "--model", str(tmp_path / "published"), "--out", str(tmp_path / "by-hand")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "by-hand")
+    assert cli_main(["convert", "--model", str(converted), "--out", str(tmp_path / "again")]) == 2
+    assert "no family converts checkpoints of model_type 'mplug_owl_video'" in capsys.readouterr().err

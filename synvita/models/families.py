@@ -42,6 +42,10 @@ class ModelFamily:
     # processor's video placeholder and `{question}` the question.
     fallback_prompt: str = "USER: {video}\n{question} ASSISTANT:"
     hub_examples: tuple[str, ...] = field(default=())
+    # Published checkpoints in another layout (their config.model_type) and "module:function(source_dir,
+    # out_dir)" converting one into a folder this family loads (synvita.models.convert).
+    converts_from: tuple[str, ...] = ()
+    converter: str | None = None
 
     def frozen_modules(self) -> tuple[str, ...]:
         return self.vision_modules + self.projector_modules
@@ -83,8 +87,7 @@ for _name, _type, _hub in (("qwen2-vl", "qwen2_vl", "Qwen/Qwen2-VL-2B-Instruct")
         hub_examples=(_hub,),
     ))
 # Written here on current transformers (synvita.models.mplug_owl) under the checkpoint's own module
-# names: the published weights load as they are. Its processor has no chat template in the hub
-# folder; `synvita convert-mplug-owl` writes one (the authors' conversation template).
+# names. The published folder (remote code, pickled weights) is converted once on first load.
 FAMILIES.register("mplug-owl-video", ModelFamily(
     name="mplug-owl-video", model_types=("mplug_owl_video",),
     vision_modules=("vision_model",),
@@ -93,6 +96,8 @@ FAMILIES.register("mplug-owl-video", ModelFamily(
     lora_targets=r"language_model\.model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)",
     multimodal_module="",
     hub_examples=("MAGAer13/mplug-owl-llama-7b-video",),
+    converts_from=("mplug-owl",),
+    converter="synvita.models.mplug_owl.convert:convert_checkpoint",
 ))
 
 
@@ -235,8 +240,9 @@ def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", d
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     import synvita.models.mplug_owl  # noqa: F401  (registers the mPLUG-Owl classes with the Auto classes)
+    from synvita.models.convert import converted_checkpoint
 
-    name_or_path = str(name_or_path)
+    name_or_path = converted_checkpoint(str(name_or_path))
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     family = family_for_model_type(config.model_type)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
