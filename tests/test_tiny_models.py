@@ -86,7 +86,15 @@ def test_tiny_tokenizers_use_their_real_checkpoints_pipeline(kind, tmp_path):
     spec = json.loads(tok.backend_tokenizer.to_str())
     text = 'USER: a café\n"x"'
     ids = tok(text).input_ids
-    if kind in ("video-llava", "llava-next-video"):
+    if kind == "mplug-owl-video":  # LLaMA-1's legacy scheme: "▁" before every piece, as the authors encoded
+        assert spec["model"]["type"] == "BPE" and spec["model"]["byte_fallback"]
+        assert spec["pre_tokenizer"] == {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
+                                         "split": False}
+        assert tok.convert_ids_to_tokens([0, 1, 2, 3, 258]) == ["<unk>", "<s>", "</s>", "<0x00>", "<0xFF>"]
+        assert ids[0] == tok.bos_token_id and ids[-1] != tok.eos_token_id and tok.pad_token == "</s>"
+        assert tok.tokenize(f"{processor.video_token}a dog")[1:3] == ["▁a", "▁dog"]
+        assert tok.convert_tokens_to_ids(processor.video_token) == len(tok) - 1
+    elif kind in ("video-llava", "llava-next-video"):
         assert type(tok).__name__ == "LlamaTokenizer"
         assert spec["model"]["type"] == "BPE" and spec["model"]["byte_fallback"]
         assert spec["pre_tokenizer"] == {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first",

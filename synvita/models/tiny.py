@@ -170,14 +170,19 @@ def build_qwen2_tokenizer(vocab_size: int = 1000, specials: tuple[str, ...] = QW
 
 def build_tokenizer(style: str, vocab_size: int = 1000):
     """The tiny tokenizer of a family style: "llama" (Video-LLaVA, LLaVA-NeXT-Video, LLaVA-1.5),
+    "llama-legacy" (mPLUG-Owl: LLaMA-1's legacy prepend scheme, no pad or media tokens),
     "qwen" (Qwen2-VL, Qwen2.5-VL) or "chatml" (LLaVA-OneVision: Qwen2 with `<image>` / `<video>`)."""
     if style == "llama":
         return build_llama_tokenizer(vocab_size)
+    if style == "llama-legacy":
+        from synvita.models.mplug_owl.processing import legacy_llama_tokenizer
+
+        return legacy_llama_tokenizer(build_llama_tokenizer(vocab_size, media_tokens={}))
     if style == "qwen":
         return build_qwen2_tokenizer(vocab_size)
     if style == "chatml":
         return build_qwen2_tokenizer(vocab_size, ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), LLAVA_MEDIA_TOKENS)
-    raise ValueError(f"unknown tokenizer style {style!r}; known: llama, qwen, chatml")
+    raise ValueError(f"unknown tokenizer style {style!r}; known: llama, llama-legacy, qwen, chatml")
 
 
 def text_config(kind: str, size: dict, vocab: int, tok) -> dict:
@@ -206,7 +211,7 @@ def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
     import transformers as tf
 
     dims = SIZES[size]
-    style = "llama" if kind in _LLAMA_KINDS else (
+    style = "llama-legacy" if kind == "mplug-owl-video" else "llama" if kind in _LLAMA_KINDS else (
         "qwen" if kind.startswith("qwen") else "chatml")
     tok = build_tokenizer(style)
     vocab = len(tok)
@@ -215,8 +220,9 @@ def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
     clip = dict(hidden_size=vh, intermediate_size=2 * vh, num_hidden_layers=dims["vision_layers"],
                 num_attention_heads=4, image_size=img, patch_size=14, projection_dim=vh)
     crop = {"height": img, "width": img}
+    # mPLUG-Owl's tokenizer carries no media tokens (its placeholder is added past the vocabulary).
     ids = dict(image_token_index=tok.convert_tokens_to_ids(tok.image_token),
-               video_token_index=tok.convert_tokens_to_ids(tok.video_token))
+               video_token_index=tok.convert_tokens_to_ids(tok.video_token)) if style != "llama-legacy" else {}
 
     if kind == "video-llava":
         config = tf.VideoLlavaConfig(vision_config={"model_type": "clip_vision_model", **clip}, text_config=text,

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 
 from synvita.models.mplug_owl.configuration import MplugOwlVideoConfig
-from synvita.models.mplug_owl.processing import VIDEO_TOKEN, MplugOwlVideoProcessor, MplugOwlVideoVideoProcessor
+from synvita.models.mplug_owl.processing import (
+    VIDEO_TOKEN, MplugOwlVideoProcessor, MplugOwlVideoVideoProcessor, legacy_llama_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 SOURCE_MODEL_TYPE = "mplug-owl"
@@ -47,18 +49,12 @@ def convert_checkpoint(source: Path, out: Path) -> Path:
     """Write the converted model, config and processor of the published folder `source` into `out`."""
     from safetensors.torch import save_file
     from tqdm import tqdm
-    from transformers import LlamaTokenizer, PreTrainedTokenizerFast
+    from transformers import LlamaTokenizer
 
     raw = json.loads((source / "config.json").read_text())
     if raw.get("model_type") != SOURCE_MODEL_TYPE:
         raise ValueError(f"{source}: config model_type is {raw.get('model_type')!r}, not {SOURCE_MODEL_TYPE!r}")
-    # The authors' tokenizer is sentencepiece LLaMA's; legacy mode encodes each piece of text after
-    # the video placeholder as its own sentence, after a BOS, as their processor does. It is saved as
-    # a plain tokenizers pipeline: LlamaTokenizer would rebuild a non-legacy pre-tokenizer on reload.
-    # Padding uses </s>, as the authors' batching does.
-    llama = LlamaTokenizer.from_pretrained(source, legacy=True, add_bos_token=True)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=llama.backend_tokenizer, bos_token=llama.bos_token,
-                                        eos_token=llama.eos_token, unk_token=llama.unk_token, pad_token=llama.eos_token)
+    tokenizer = legacy_llama_tokenizer(LlamaTokenizer.from_pretrained(source, add_bos_token=True))
     video_id = len(tokenizer)
     tokenizer.add_tokens([VIDEO_TOKEN], special_tokens=True)
     sub = {k: {n: v for n, v in raw.get(k, {}).items() if n != "model_type"} for k in ("vision_config",

@@ -34,6 +34,23 @@ CHAT_TEMPLATE = (
 )
 
 
+def legacy_llama_tokenizer(llama):
+    """LLaMA's tokenizer as mPLUG-Owl's processor used it, from a transformers `LlamaTokenizer`.
+
+    The authors encode each piece of text around the video placeholder as its own sentencepiece
+    sentence after a BOS, so every piece starts with "▁": the legacy Metaspace scheme "always" does
+    the same on the whole prompt. The result is a plain tokenizers pipeline, because LlamaTokenizer
+    rebuilds the non-legacy scheme when it is loaded again. Padding uses </s>, as their batching does.
+    """
+    from tokenizers import pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = llama.backend_tokenizer
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=False)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=llama.bos_token, eos_token=llama.eos_token,
+                                   unk_token=llama.unk_token, pad_token=llama.eos_token)
+
+
 class MplugOwlVideoVideoProcessor(BaseVideoProcessor):
     resample = PILImageResampling.BICUBIC
     size = {"height": 224, "width": 224}
