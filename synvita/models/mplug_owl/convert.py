@@ -30,8 +30,7 @@ _STALE = re.compile(r".*rotary_emb\.inv_freq")
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    files = sorted(folder.glob("*.safetensors")) or sorted(
-        f for f in folder.glob("pytorch_model*.bin"))
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
     if not files:
         raise FileNotFoundError(f"{folder}: no pytorch_model*.bin or *.safetensors weights")
     return files
@@ -57,12 +56,13 @@ def convert_checkpoint(source: Path, out: Path) -> Path:
     tokenizer = legacy_llama_tokenizer(LlamaTokenizer.from_pretrained(source, add_bos_token=True))
     video_id = len(tokenizer)
     tokenizer.add_tokens([VIDEO_TOKEN], special_tokens=True)
-    sub = {k: {n: v for n, v in raw.get(k, {}).items() if n != "model_type"} for k in ("vision_config",
-                                                                                       "visual_abstractor_config")}
-    config = MplugOwlVideoConfig(**sub, text_config=raw["text_config"], num_query_tokens=raw.get("num_query_tokens", 64),
-                                 video_token_id=video_id, architectures=["MplugOwlVideoForConditionalGeneration"])
-    clip = json.loads((source / "preprocessor_config.json").read_text()) if (
-        source / "preprocessor_config.json").is_file() else {}
+    sub = {k: {n: v for n, v in raw.get(k, {}).items() if n != "model_type"}
+           for k in ("vision_config", "visual_abstractor_config")}
+    config = MplugOwlVideoConfig(**sub, text_config=raw["text_config"],
+                                 num_query_tokens=raw.get("num_query_tokens", 64), video_token_id=video_id,
+                                 architectures=["MplugOwlVideoForConditionalGeneration"])
+    preprocessor = source / "preprocessor_config.json"
+    clip = json.loads(preprocessor.read_text()) if preprocessor.is_file() else {}
     side = config.vision_config.image_size
     videos = MplugOwlVideoVideoProcessor(size={"height": side, "width": side},
                                          **{k: clip[k] for k in ("image_mean", "image_std") if k in clip})
