@@ -71,7 +71,9 @@ class MplugOwlVideoProcessor(ProcessorMixin):
         self.num_video_tokens = num_video_tokens
         super().__init__(video_processor, tokenizer, chat_template=chat_template or CHAT_TEMPLATE)
 
-    def __call__(self, images=None, text=None, videos=None, padding=False, return_tensors=None, **kwargs):
+    def __call__(self, images=None, text=None, videos=None, padding=False, return_tensors=None, video_metadata=None,
+                 do_sample_frames=None, **kwargs):
+        """Token ids (`kwargs` go to the tokenizer) and `pixel_values_videos` (B, T, C, H, W)."""
         if images is not None:
             raise ValueError("the mPLUG-Owl video processor takes videos, not images")
         data = {}
@@ -80,5 +82,6 @@ class MplugOwlVideoProcessor(ProcessorMixin):
             expanded = [t.replace(self.video_token, self.video_token * self.num_video_tokens) for t in texts]
             data.update(self.tokenizer(expanded, padding=padding, **kwargs))
         if videos is not None:
-            data.update(self.video_processor(videos, return_tensors=return_tensors))
+            data.update(self.video_processor(videos, video_metadata=video_metadata, do_sample_frames=do_sample_frames,
+                                             return_tensors=return_tensors))
         return BatchFeature(data, tensor_type=return_tensors)
