@@ -190,7 +190,7 @@ def model_card(facts: CardFacts, repo_id: str) -> str:
             prov = result.get("provenance") or {}
             metrics = ", ".join(f"{k} {result[k]:.2f}" for k in metric_keys(result))
             rows.append((result["benchmark"], metrics, prov.get("sampler"), prov.get("seed"), prov.get("date"),
-                         f"`eval/{path.name}`"))
+                         f"`{_pushed_name(path)}`"))
         parts += [_table(("benchmark", "metrics (%)", "sampler", "seed", "date", "file"), rows),
                   "Provenance of each result (model, adapter, frames, dtype, pairs, package versions):",
                   "```json\n" + json.dumps({r["benchmark"]: r.get("provenance") for _, r in facts.evals},
@@ -206,6 +206,12 @@ def model_card(facts: CardFacts, repo_id: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _pushed_name(path: Path) -> str:
+    """Where an evaluation JSON goes in the pushed folder: `eval/<its folder>/<file>`, as the harness lays
+    results out (`eval/<run>/<benchmark>.json`), so results of several runs do not collide."""
+    return f"eval/{path.parent.name}/{path.name}"
+
+
 def write_folder(facts: CardFacts, repo_id: str, out: Path) -> Path:
     """The folder as it goes to the hub: adapter files, resolved.yaml, eval/*.json and README.md."""
     if out.exists():
@@ -215,8 +221,8 @@ def write_folder(facts: CardFacts, repo_id: str, out: Path) -> Path:
     shutil.copytree(facts.adapter, out, ignore=shutil.ignore_patterns("README.md"))
     shutil.copy(facts.run_dir / "resolved.yaml", out / "resolved.yaml")
     for path, _ in facts.evals:
-        (out / "eval").mkdir(exist_ok=True)
-        shutil.copy(path, out / "eval" / path.name)
+        (out / _pushed_name(path)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, out / _pushed_name(path))
     atomic_write_text(out / "README.md", model_card(facts, repo_id))
     return out
 

@@ -79,14 +79,14 @@ def test_dry_run_writes_a_complete_card(trained, tmp_path, capsys):
         assert f"| {key} | `{path}` | {hashlib.sha256(path.read_bytes()).hexdigest()} | {lines} |" in body
 
     scored = json.loads(result.read_text())
-    assert re.search(rf"^\| videocon-llm \| auc {scored['auc']:.2f}\b.*\| `eval/videocon-llm.json` \|$", body, re.M)
+    assert re.search(rf"^\| videocon-llm \| auc {scored['auc']:.2f}\b.*\| `eval/mine/videocon-llm.json` \|$", body, re.M)
     assert body.count("| videocon-llm |") == 1  # the other adapter's result is left out
     provenance = json.loads(body.split("```json\n")[1].split("\n```")[0])
     assert provenance == {"videocon-llm": scored["provenance"]}
     assert rows["transformers"] == yaml.safe_load((out / "resolved.yaml").read_text())["versions"]["transformers"]
 
     assert (folder / "adapter_model.safetensors").read_bytes() == (adapter / "adapter_model.safetensors").read_bytes()
-    assert json.loads((folder / "eval" / "videocon-llm.json").read_text()) == scored
+    assert json.loads((folder / "eval" / "mine" / "videocon-llm.json").read_text()) == scored
     assert (folder / "resolved.yaml").read_bytes() == (out / "resolved.yaml").read_bytes()
 
     # Naming the adapter itself gives the same card.
