@@ -1,4 +1,4 @@
-"""Small helpers shared by every stage: atomic writes and stable seeds."""
+"""Small helpers shared by every stage: atomic writes, contained paths and stable seeds."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+from synvita.errors import UnsafePathError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -32,3 +34,16 @@ def stable_seed(*parts: object, bits: int = 31) -> int:
     """A seed derived from names and numbers alone, identical across processes, shards and runs."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") % (1 << bits)
+
+
+def path_within(root: str | os.PathLike, relpath: str | os.PathLike) -> Path:
+    """`root/relpath`, refusing any path that leaves `root` (`..`, absolute paths).
+
+    The check is on the normalised path, not on symlink targets: a user may link a store into the
+    root, but a name taken from input data may not climb out of it.
+    """
+    root = Path(os.path.normpath(os.path.abspath(root)))
+    target = Path(os.path.normpath(root / relpath))
+    if not target.is_relative_to(root):
+        raise UnsafePathError(f"{str(relpath)!r} leaves {root}")
+    return target

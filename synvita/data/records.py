@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -79,6 +80,27 @@ class _Record:
         """Rules across fields, beyond the types."""
 
 
+# Ids become file names (clips/<generator>/<triplet id>_001.mp4): a safe character set, starting with
+# a letter or digit, keeps every path made from one inside its run directory.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def id_problem(value: str, parts: int = 1) -> str | None:
+    """Why `value` is not a safe id, or (parts=2) two joined by one "/" (`generator/name`); None if it is."""
+    pieces = value.split("/")
+    if len(pieces) <= parts and all(_SAFE_ID.fullmatch(p) for p in pieces):
+        return None
+    shape = "a safe id" if parts == 1 else "a safe id or <safe id>/<safe id>"
+    return (f"{value!r} is not {shape} (letters, digits, '.', '_', '-', starting with a letter or digit, "
+            "at most 200 characters)")
+
+
+def _safe_ids(record, *names: str, parts: int = 1) -> None:
+    for name in names:
+        if problem := id_problem(getattr(record, name), parts):
+            raise FieldError(name, problem)
+
+
 def _nonempty(record, *names: str) -> None:
     for name in names:
         if not getattr(record, name).strip():
@@ -102,6 +124,7 @@ class Triplet(_Record):
 
     def check(self):
         _nonempty(self, "id", "video", "caption", "negative")
+        _safe_ids(self, "id")
 
 
 @dataclass
@@ -123,6 +146,8 @@ class SyntheticClip(_Record):
 
     def check(self):
         _nonempty(self, "id", "triplet_id", "caption", "generator")
+        _safe_ids(self, "triplet_id", "generator")
+        _safe_ids(self, "id", parts=2)
         if self.status == "done" and not self.path:
             raise FieldError("path", "a done clip needs a path")
         if self.status == "failed" and not self.error:
@@ -141,6 +166,7 @@ class ScoreRow(_Record):
     p_yes: list[float]
 
     def check(self):
+        _safe_ids(self, "clip_id", parts=2)
         if len(self.frames) != len(self.p_yes) or not self.frames:
             raise FieldError("p_yes", f"needs one value per frame ({len(self.frames)} frames, {len(self.p_yes)} values)")
         for i, p in enumerate(self.p_yes):
@@ -161,6 +187,10 @@ class WeightRow(_Record):
     f_real: float
     members: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
+
+    def check(self):
+        _safe_ids(self, "clip_id", parts=2)
+        _safe_ids(self, "triplet_id")
 
 
 R = TypeVar("R", Triplet, SyntheticClip, ScoreRow, WeightRow)

@@ -18,6 +18,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from synvita.data.records import MISALIGNMENTS, FieldError, ManifestError, Triplet
+from synvita.errors import UnsafePathError
+from synvita.utils import path_within
 
 # VideoCon names its seven misalignments after the prompts that made them (OBJECT, ACTION,
 # ATTRIBUTE, COUNTING, RELATION, HALLUCINATION, EVENT) and after the paper ("counting",
@@ -46,18 +48,13 @@ def normalise_misalignment(name: str) -> str:
 
 
 def resolve_video(root: str | os.PathLike, relpath: str) -> Path:
-    """`root/relpath`, refusing any path that leaves `root` (`..`, absolute paths).
-
-    The check is on the normalised path, not on symlink targets: a user may link their video
-    store into the root, but a CSV row may not climb out of it.
-    """
-    root = Path(os.path.normpath(os.path.abspath(root)))
+    """`root/relpath`, refusing any path that leaves `root` (`..`, absolute paths)."""
     if not relpath.strip():
         raise FieldError("video", "empty video path")
-    target = Path(os.path.normpath(root / relpath))
-    if not target.is_relative_to(root):
-        raise FieldError("video", f"{relpath!r} escapes the video root {root}")
-    return target
+    try:
+        return path_within(root, relpath)
+    except UnsafePathError:
+        raise FieldError("video", f"{relpath!r} escapes the video root {os.path.abspath(root)}") from None
 
 
 def _rows(path: Path, required: tuple[str, ...]):
@@ -89,7 +86,10 @@ def _with_line(path: Path, lineno: int, video_column: str, build):
 
 def _triplet_id(seen: Counter, source: str, video: str) -> str:
     # The naming of VideoCon-derived clips: <source>_<video stem>_<nnn>, nnn counting per video.
-    stem = f"{re.sub(r'[^a-z0-9]+', '-', source.lower()).strip('-')}_{Path(video).stem}"
+    # Ids become file names, so other characters of the stem become "-" (VideoCon's own stems
+    # have none: their ids do not change).
+    source = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")
+    stem = f"{source}_{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(video).stem)}"
     seen[stem] += 1
     return f"{stem}_{seen[stem]:03d}"
 

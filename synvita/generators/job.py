@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from synvita.config import ConfigError, dump_resolved, load_config
-from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, append_record, read_manifest, write_manifest
-from synvita.utils import stable_seed
+from synvita.data.records import (
+    MISALIGNMENTS, FieldError, SyntheticClip, Triplet, append_record, id_problem, read_manifest, write_manifest,
+)
+from synvita.utils import path_within, stable_seed
 
 # Modules that register backends of their own into BACKENDS when imported.
 BUILTIN_PLUGINS = ("synvita.toyworld.generator",)
@@ -56,6 +58,8 @@ class GenerateConfig:
             raise ValueError(f"misalignments: {', '.join(unknown)} not among {', '.join(MISALIGNMENTS)}")
         if self.input is None and self.backend != "import":
             raise ValueError("input: a VideoCon CSV or a triplet manifest is required")
+        if problem := id_problem(self.generator or self.backend):
+            raise ValueError(f"generator: {problem}")
         parse_shard(self.shard)
 
 
@@ -222,8 +226,9 @@ def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_
     todo = []
     for clip_id, triplet in mine:
         rel = f"clips/{clip_id}.mp4"
+        target = path_within(run_dir, rel)  # ids are safe already; this guards every write and delete
         # A temporary file left by a killed writer of this clip (no other worker owns this clip).
-        for stale in (run_dir / rel).parent.glob(f".{Path(rel).stem}.*.mp4.tmp"):
+        for stale in target.parent.glob(f".{target.stem}.*.mp4.tmp"):
             stale.unlink()
         if clip_is_complete(run_dir, previous.get(clip_id)):
             counts["skipped"] += 1
@@ -283,10 +288,13 @@ def import_clips(root: Path, run_dir: Path, captions: dict[str, str] | None = No
             num_frames = probe_video(path).num_frames
         except VideoError as err:
             raise ConfigError(str(err)) from None
-        records.append(SyntheticClip(
-            id=f"{generator}/{stem}", triplet_id=stem, caption=caption, generator=generator, seed=-1,
-            path=str(path.resolve()), status="done", settings={"backend": "import", "root": str(root)},
-            num_frames=num_frames, versions=package_versions()))
+        try:
+            records.append(SyntheticClip(
+                id=f"{generator}/{stem}", triplet_id=stem, caption=caption, generator=generator, seed=-1,
+                path=str(path.resolve()), status="done", settings={"backend": "import", "root": str(root)},
+                num_frames=num_frames, versions=package_versions()))
+        except FieldError as err:
+            raise ConfigError(f"{path}: {err}; rename the file or its folder") from None
     if not records:
         raise ConfigError(f"{root}: no clips found as <generator>/<name>.mp4")
     journal = run_dir / "clips.d" / "import.jsonl"

@@ -1,0 +1,79 @@
+"""Regression tests for the bad cases of issue 17: each one failed before its fix.
+
+Ids that leave the run, pickles run on resume, torn journals, unpaired weight rows, duplicate ids,
+non-finite training, metrics corrupted by restarts, relative manifest paths.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synvita.config import load_config
+from synvita.data.records import ManifestError
+from synvita.data.videocon import read_llm_csv
+from synvita.generators.job import GenerateConfig, run_generation
+
+
+def flat_generator(prompts, seeds, options):
+    """An external generator for these tests: one flat colour per clip, drawn from its seed."""
+    colours = [np.random.default_rng(s).integers(16, 240, (1, 1, 1, 3), dtype=np.uint8) for s in seeds]
+    return [np.broadcast_to(c, (4, 16, 16, 3)).copy() for c in colours]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def triplet(tid: str, negative: str = "a blue square", **extra) -> dict:
+    return {"id": tid, "video": "videos/a.mp4", "caption": "a red square", "negative": negative,
+            "misalignment": "attribute", "source": "test", "split": "train", **extra}
+
+
+def generate_config(out: Path, triplets: Path, *extra: str) -> GenerateConfig:
+    return load_config(GenerateConfig, None, [
+        f"output_dir={out}", f"input={triplets}", "backend=external", "generator=flat",
+        "settings={entry_point: 'test_reliability:flat_generator', fps: 4}", *extra])
+
+
+# ---- 1. an id may not write (or delete) outside the run directory ----
+
+def test_an_unsafe_triplet_id_is_refused_and_nothing_outside_the_run_is_touched(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # The stale-temp cleanup of clip "x_001" would delete this file.
+    planted = outside / ".x_001.keep.mp4.tmp"
+    planted.write_text("not the suite's")
+    manifest = write_jsonl(tmp_path / "in" / "triplets.jsonl", [triplet("ok_001"), triplet("../../../outside/x")])
+    with pytest.raises(ManifestError, match=r"triplets.jsonl:2: id: '\.\./\.\./\.\./outside/x' is not a safe id"):
+        run_generation(generate_config(tmp_path / "run", manifest), show_progress=False)
+    assert planted.read_text() == "not the suite's"
+    assert sorted(p.name for p in outside.iterdir()) == [planted.name]
+    assert not (tmp_path / "run" / "clips").exists()
+
+
+def test_importer_ids_are_safe_and_stable(tmp_path):
+    path = tmp_path / "llm.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["source", "videopath", "caption", "neg_caption", "split", "misalignment"])
+        writer.writerow(["MSR-VTT", "msrvtt/video6323.mp4", "a", "b", "train", "count"])
+        writer.writerow(["MSR-VTT", "my clips/a (1)/..x y.mp4", "a", "b", "train", "count"])
+        writer.writerow(["MSR-VTT", "my clips/a (1)/..x y.mp4", "a", "c", "train", "count"])
+    ids = [t.id for t in read_llm_csv(path, tmp_path)]
+    # VideoCon's own stems keep their ids; others lose the unsafe characters, and still count per video.
+    assert ids == ["msr-vtt_video6323_001", "msr-vtt_..x-y_001", "msr-vtt_..x-y_002"]
+    assert ids == [t.id for t in read_llm_csv(path, tmp_path)]
+
+
+def test_a_generator_name_must_be_a_safe_id(tmp_path):
+    from synvita.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"generator: '\.\./x' is not a safe id"):
+        generate_config(tmp_path, tmp_path / "t.jsonl", "generator=../x")
