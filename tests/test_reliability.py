@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from synvita.config import load_config
 from synvita.data.records import ManifestError
 from synvita.data.videocon import read_llm_csv
 from synvita.generators.job import GenerateConfig, run_generation
+from test_training import tiny_setup  # noqa: F401  (the tiny Video-LLaVA and colour run, as a fixture)
 
 
 def flat_generator(prompts, seeds, options):
@@ -77,3 +79,37 @@ def test_a_generator_name_must_be_a_safe_id(tmp_path):
 
     with pytest.raises(ConfigError, match=r"generator: '\.\./x' is not a safe id"):
         generate_config(tmp_path, tmp_path / "t.jsonl", "generator=../x")
+
+
+# ---- 2. resuming never unpickles anything from the checkpoint ----
+
+class _Planted:
+    """Unpickling this creates `marker`: the proof that a loader ran code from the checkpoint."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_resume_runs_no_code_planted_in_a_checkpoint(tiny_setup, tmp_path):
+    import torch
+
+    from test_training import adapter, assert_same_adapter, make_cfg, run
+
+    args = ("max_steps=4", "save_every=2", "keep_checkpoints=3", "lora.dropout=0.1", "optim.lr=1e-2")
+    full = run(make_cfg(tiny_setup, tmp_path / "full", *args))
+    step2 = tmp_path / "full" / "checkpoints" / "step-0000002"
+
+    ckpt = tmp_path / "killed" / "checkpoints" / "step-0000002"
+    shutil.copytree(step2, ckpt)
+    marker = tmp_path / "code-ran"
+    # Where accelerate kept the scheduler, which it unpickled without `weights_only`.
+    torch.save(_Planted(marker), ckpt / "custom_checkpoint_0.pkl")
+    try:
+        resumed = run(make_cfg(tiny_setup, tmp_path / "killed", *args, "resume_from=latest"))
+    finally:
+        assert not marker.exists(), "resuming ran code from the checkpoint"
+    assert_same_adapter(adapter(full.checkpoint), adapter(resumed.checkpoint), atol=1e-6)
+    assert not [p.name for p in step2.rglob("*") if p.suffix in (".pkl", ".bin", ".pt", ".pth")]

@@ -153,7 +153,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_setup, tmp_path
     args = ("max_steps=2", "optim.lr=1e-2")
     one = run(make_cfg(tiny_setup, tmp_path / "one", *args, "per_device_batch_size=4"))
     two = launch(tmp_path, tiny_setup, "two", ["--multi_gpu", "--num_processes", "2"], *args, "per_device_batch_size=2")
-    assert len(list((two / "checkpoints" / "step-0000002").glob("random_states_*.pkl"))) == 2
+    assert len(list((two / "checkpoints" / "step-0000002").glob("rng-*.safetensors"))) == 2
     assert_same_adapter(adapter(one.checkpoint), adapter(two / "checkpoints" / "step-0000002"), atol=1e-6)
     assert [m["loss"] for m in metrics(two)] == pytest.approx([m["loss"] for m in metrics(tmp_path / "one")], rel=1e-5)
 

@@ -151,16 +151,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, total_steps)
     objective, optimizer = accelerator.prepare(objective, optimizer)
     # The scheduler steps once per optimizer step whatever the process count, so it is not
-    # prepared (accelerate would step it once per process); it is still checkpointed.
-    accelerator.register_for_checkpointing(scheduler)
-    checkpoints.install_state_hooks(accelerator)
+    # prepared (accelerate would step it once per process); checkpoints hold it.
 
     ckpt_root = out / "checkpoints"
     metrics_path = out / "metrics.jsonl"
     state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
     resume = checkpoints.resolve_resume(cfg.resume_from, ckpt_root)
     if resume is not None:
-        state = checkpoints.load_checkpoint(accelerator, peft_model, resume)
+        state = checkpoints.load_checkpoint(accelerator, objective, peft_model, optimizer, scheduler, resume)
         log.info("resumed from %s at step %d", resume, state["step"])
         if accelerator.is_main_process and metrics_path.is_file():
             # Steps logged after the checkpoint by the killed run are trained (and logged) again.
@@ -213,8 +211,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 state["epoch"] += 1
                 state["step_in_epoch"] = 0
             if done or state["step"] % cfg.save_every == 0:
-                final = checkpoints.save_checkpoint(accelerator, peft_model, ckpt_root, dict(state),
-                                                    cfg.keep_checkpoints)
+                final = checkpoints.save_checkpoint(accelerator, objective, peft_model, optimizer, scheduler,
+                                                    ckpt_root, dict(state), cfg.keep_checkpoints)
             if done or state["step_in_epoch"] == 0:
                 break
     bar.close()
