@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from synvita.errors import UnsafePathError
@@ -28,6 +30,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one newline-terminated line, all or nothing, flushed to disk.
+
+    A short write (a full disk, a file-size limit) is rolled back, so a journal never holds half a
+    line; a torn tail left by a killed writer is cut off before appending, so it cannot glue itself
+    to the next line. One writer per file (every worker has its own journal).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = line.encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+            size -= len(tail) - (tail.rfind(b"\n") + 1)
+            warnings.warn(f"{path}: dropped an unterminated last line (a killed writer left it)")
+            os.ftruncate(fd, size)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"{path}: short write ({written} of {len(data)} bytes); disk full?")
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def stable_seed(*parts: object, bits: int = 31) -> int:

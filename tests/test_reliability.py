@@ -9,13 +9,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from synvita.config import load_config
-from synvita.data.records import ManifestError
+from synvita.data.records import ManifestError, ScoreRow, append_record, read_manifest
 from synvita.data.videocon import read_llm_csv
 from synvita.generators.job import GenerateConfig, run_generation
 from test_training import tiny_setup  # noqa: F401  (the tiny Video-LLaVA and colour run, as a fixture)
@@ -113,3 +115,51 @@ def test_resume_runs_no_code_planted_in_a_checkpoint(tiny_setup, tmp_path):
         assert not marker.exists(), "resuming ran code from the checkpoint"
     assert_same_adapter(adapter(full.checkpoint), adapter(resumed.checkpoint), atol=1e-6)
     assert not [p.name for p in step2.rglob("*") if p.suffix in (".pkl", ".bin", ".pt", ".pth")]
+
+
+# ---- 3. a full disk or a kill never leaves a journal no stage can read ----
+
+def score_row(i: int) -> ScoreRow:
+    return ScoreRow(clip_id=f"gen/c{i:03d}", member="m", role="target", caption="a blue square", frames=[0, 1],
+                    p_yes=[0.25, 0.5])
+
+
+def test_appends_are_all_or_nothing_on_a_full_disk(tmp_path):
+    journal = tmp_path / "scores.d" / "w.jsonl"
+    # A file-size limit makes the write that crosses it short, as a full disk does.
+    code = f"""
+import resource, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_reliability import score_row
+from synvita.data.records import append_record
+resource.setrlimit(resource.RLIMIT_FSIZE, (1010, resource.RLIM_INFINITY))
+ok = 0
+for i in range(40):
+    try:
+        append_record({str(journal)!r}, score_row(i))
+        ok += 1
+    except OSError:
+        pass
+print(ok)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ok = int(done.stdout)
+    assert 0 < ok < 40
+    assert journal.read_bytes().endswith(b"\n")
+    assert read_manifest(journal, ScoreRow) == [score_row(i) for i in range(ok)]
+
+
+def test_a_torn_last_line_is_dropped_with_a_warning_and_cut_before_the_next_append(tmp_path):
+    journal = tmp_path / "w.jsonl"
+    append_record(journal, score_row(0))
+    with open(journal, "a") as f:
+        f.write('{"clip_id": "gen/c001", "member": "m", "ro')  # a writer killed mid-line
+    with pytest.warns(UserWarning, match=r"w\.jsonl:2: dropped an unterminated last line"):
+        assert read_manifest(journal, ScoreRow) == [score_row(0)]
+    with pytest.warns(UserWarning, match=r"w\.jsonl: dropped an unterminated last line"):
+        append_record(journal, score_row(2))
+    assert read_manifest(journal, ScoreRow) == [score_row(0), score_row(2)]
+    # A bad line that is not the last is still an error, with its place.
+    journal.write_text('{"clip_id": \n' + journal.read_text())
+    with pytest.raises(ManifestError, match=r"w\.jsonl:1: \(line\): invalid JSON"):
+        read_manifest(journal, ScoreRow)

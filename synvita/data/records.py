@@ -13,11 +13,12 @@ import os
 import re
 import types
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from synvita.utils import atomic_write_text
+from synvita.utils import append_line, atomic_write_text
 
 Misalignment = Literal["action", "attribute", "object", "count", "relation", "flip", "hallucination"]
 MISALIGNMENTS: tuple[str, ...] = typing.get_args(Misalignment)
@@ -211,7 +212,11 @@ def _from_json(cls: type[R], obj) -> R:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[tuple[int, object]]:
-    """(line number, parsed value) for each non-blank line of a JSON Lines file."""
+    """(line number, parsed value) for each non-blank line of a JSON Lines file.
+
+    An unterminated last line that does not parse is what a killed writer leaves: it is dropped
+    with a warning naming the file. Any other invalid line is an error.
+    """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest does not exist")
@@ -223,6 +228,10 @@ def read_jsonl(path: str | os.PathLike) -> list[tuple[int, object]]:
             try:
                 rows.append((lineno, json.loads(line)))
             except json.JSONDecodeError as e:
+                if not line.endswith("\n"):  # only the last line can lack one
+                    warnings.warn(f"{path}:{lineno}: dropped an unterminated last line (a killed or "
+                                  "disk-full writer left it)")
+                    break
                 raise ManifestError(f"{path}:{lineno}: (line): invalid JSON ({e.msg} at column {e.colno})") from e
     return rows
 
@@ -249,16 +258,8 @@ def write_manifest(path: str | os.PathLike, records) -> None:
 
 
 def append_record(path: str | os.PathLike, record) -> None:
-    """Append one record as one write, flushed to disk, so a killed job loses at most this line."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = _line(record).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Append one record as one line, all or nothing (see `append_line`)."""
+    append_line(path, _line(record))
 
 
 def manifest_dataset(path: str | os.PathLike, cls: type[R]):

@@ -17,12 +17,13 @@ import torch
 from torch import nn
 
 from synvita.config import dump_resolved, flat_dict
+from synvita.data.records import read_jsonl
 from synvita.training import checkpoints
 from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
 from synvita.training.losses import synvita_objective
 from synvita.training.views import FeatureCache, TripletScorer, explanation_nll
-from synvita.utils import atomic_write_text, stable_seed
+from synvita.utils import append_line, atomic_write_text, stable_seed
 
 log = logging.getLogger("synvita.train")
 
@@ -162,9 +163,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         log.info("resumed from %s at step %d", resume, state["step"])
         if accelerator.is_main_process and metrics_path.is_file():
             # Steps logged after the checkpoint by the killed run are trained (and logged) again.
-            kept = [line for line in metrics_path.read_text().splitlines(keepends=True)
-                    if json.loads(line)["step"] <= state["step"]]
-            atomic_write_text(metrics_path, "".join(kept))
+            kept = [row for _, row in read_jsonl(metrics_path) if row["step"] <= state["step"]]
+            atomic_write_text(metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
     if accelerator.is_main_process:
         dump_resolved(cfg, out / "resolved.yaml")
     accelerator.init_trackers("synvita", config=flat_dict(cfg))
@@ -203,8 +203,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 accelerator.log({k: v for k, v in record.items() if v is not None}, step=state["step"])
                 if accelerator.is_main_process:
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
-                    with open(metrics_path, "a") as f:
-                        f.write(json.dumps(record) + "\n")
+                    append_line(metrics_path, json.dumps(record) + "\n")
             step_logs = []
             done = state["step"] >= total_steps
             if state["step_in_epoch"] == per_epoch:
