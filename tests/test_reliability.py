@@ -16,10 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synvita.config import load_config
-from synvita.data.records import ManifestError, ScoreRow, append_record, read_manifest
+from synvita.config import ConfigError, load_config
+from synvita.data.records import (
+    ManifestError, ScoreRow, SyntheticClip, WeightRow, append_record, read_manifest, write_manifest,
+)
 from synvita.data.videocon import read_llm_csv
+from synvita.data.video import write_video
 from synvita.generators.job import GenerateConfig, run_generation
+from synvita.scoring.job import ScoreConfig, finalize
 from test_training import tiny_setup  # noqa: F401  (the tiny Video-LLaVA and colour run, as a fixture)
 
 
@@ -77,8 +81,6 @@ def test_importer_ids_are_safe_and_stable(tmp_path):
 
 
 def test_a_generator_name_must_be_a_safe_id(tmp_path):
-    from synvita.config import ConfigError
-
     with pytest.raises(ConfigError, match=r"generator: '\.\./x' is not a safe id"):
         generate_config(tmp_path, tmp_path / "t.jsonl", "generator=../x")
 
@@ -163,3 +165,68 @@ def test_a_torn_last_line_is_dropped_with_a_warning_and_cut_before_the_next_appe
     journal.write_text('{"clip_id": \n' + journal.read_text())
     with pytest.raises(ManifestError, match=r"w\.jsonl:1: \(line\): invalid JSON"):
         read_manifest(journal, ScoreRow)
+
+
+# ---- 4. unpaired clips: weight rows every stage reads; a mistyped input path is an error ----
+
+def scored_run(root: Path) -> Path:
+    """Two clips scored by one member: `gen/t0_001` has its triplet t0, `gen/imported` has none."""
+    write_jsonl(root / "triplets.jsonl", [triplet("t0")])
+    write_manifest(root / "clips.jsonl", [
+        SyntheticClip(id=f"gen/{stem}", triplet_id=tid, caption="a blue square", generator="gen", seed=0,
+                      path=f"clips/gen/{stem}.mp4", status="done", num_frames=4)
+        for stem, tid in (("t0_001", "t0"), ("imported", "imported"))])
+    for stem in ("t0_001", "imported"):
+        write_video(root / "clips" / "gen" / f"{stem}.mp4", flat_generator([""], [0], {})[0], fps=4)
+    for clip_id, role, caption, p in (("gen/t0_001", "target", "a blue square", 0.8),
+                                      ("gen/t0_001", "real", "a red square", 0.3),
+                                      ("gen/imported", "target", "a blue square", 0.6)):
+        append_record(root / "scores.d" / "w.jsonl", ScoreRow(clip_id=clip_id, member="m", role=role,
+                                                              caption=caption, frames=[0], p_yes=[p]))
+    return root
+
+
+def score_config(root: Path, *extra: str) -> ScoreConfig:
+    return load_config(ScoreConfig, None, [f"run_dir={root}", "members=[{name: m}]", "frames=1", *extra])
+
+
+def test_an_unpaired_clip_is_scored_and_every_stage_reads_its_row(tmp_path):
+    from synvita.report.html import build_report
+    from synvita.training.config import DataConfig
+    from synvita.training.data import load_examples
+
+    run = scored_run(tmp_path)
+    finalize(score_config(run))
+    rows = {r.clip_id: r for r in read_manifest(run / "weights.jsonl", WeightRow)}
+    assert rows["gen/imported"].f_real is None and rows["gen/imported"].weights == {}
+    assert rows["gen/t0_001"].f_real == pytest.approx(0.3) and rows["gen/t0_001"].f_target == pytest.approx(0.8)
+    # Training: t0's clip trains with its weight; the unpaired clip has no triplet to train with.
+    examples, report = load_examples(DataConfig(triplets=run / "triplets.jsonl", clips=run / "clips.jsonl",
+                                                weights=run / "weights.jsonl"), "margin")
+    assert [(e.clip.id, e.w) for e in examples] == [("gen/t0_001", pytest.approx(0.5))]
+    assert "Alignment gaps" in build_report(run)
+
+
+def test_an_unpaired_clip_of_a_triplet_trains_real_only_as_unscored(tmp_path):
+    from synvita.training.config import DataConfig
+    from synvita.training.data import load_examples
+
+    run = scored_run(tmp_path)
+    finalize(score_config(run))
+    # The same clip, with its f_real gone (scored without the triplets): unscored, so real-only.
+    rows = [json.loads(line) for line in (run / "weights.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["f_real"], r["weights"] = None, {}
+    write_jsonl(run / "weights.jsonl", rows)
+    examples, report = load_examples(DataConfig(triplets=run / "triplets.jsonl", clips=run / "clips.jsonl",
+                                                weights=run / "weights.jsonl"), "margin")
+    assert [e.clip for e in examples] == [None] and report.real_only == {"unscored": 1}
+
+
+def test_a_mistyped_triplets_path_is_an_error_and_keeps_the_weights(tmp_path):
+    run = scored_run(tmp_path)
+    finalize(score_config(run))
+    good = (run / "weights.jsonl").read_text()
+    with pytest.raises(ConfigError, match=r"triplets: .*tripelts\.jsonl does not exist"):
+        finalize(score_config(run, f"triplets={run / 'tripelts.jsonl'}"))
+    assert (run / "weights.jsonl").read_text() == good

@@ -178,14 +178,15 @@ class ScoreRow(_Record):
 @dataclass
 class WeightRow(_Record):
     """A scored clip: ensemble alignment f̄ to its target caption t^s and to the real caption t^r,
-    each member's scores, and the clip's weight under every weighting strategy."""
+    each member's scores, and the clip's weight under every weighting strategy. A clip without a
+    triplet (an imported one) has no real caption: f_real is null, and training treats it as unscored."""
 
     clip_id: str
     triplet_id: str
     generator: str
     misalignment: Misalignment | None
     f_target: float
-    f_real: float
+    f_real: float | None
     members: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
 

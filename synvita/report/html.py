@@ -135,7 +135,7 @@ def _load(path: Path, cls) -> list:
 
 
 def gaps_section(run_dir: Path) -> str:
-    rows = _load(run_dir / "weights.jsonl", WeightRow)
+    rows = [r for r in _load(run_dir / "weights.jsonl", WeightRow) if r.f_real is not None]  # unpaired: no gap
     if not rows:
         return _missing("weights.jsonl")
     groups: dict[tuple[str, str], list[float]] = {}
@@ -189,7 +189,7 @@ def gallery_section(run_dir: Path, max_clips: int, width: int, frames: int) -> s
 
     def value(clip, key):
         w = weights.get(clip.id)
-        if w is None:
+        if w is None or (key == "gap" and w.f_real is None):
             return float("nan")
         if key == "gap":
             return w.f_target - w.f_real

@@ -67,6 +67,9 @@ def load_inputs(cfg: ScoreConfig) -> tuple[list[SyntheticClip], dict[str, Triple
     if not clips:
         raise ConfigError(f"{run}: no done clips to score (looked in clips.d/ and clips.jsonl"
                           f"{', generators ' + ', '.join(cfg.generators) if cfg.generators else ''})")
+    if cfg.triplets is not None and not cfg.triplets.is_file():
+        # Else a mistyped path scores every clip unpaired, over a good weights.jsonl.
+        raise ConfigError(f"triplets: {cfg.triplets} does not exist")
     triplets_path = cfg.triplets or run / "triplets.jsonl"
     triplets = {t.id: t for t in read_manifest(triplets_path, Triplet)} if triplets_path.is_file() else {}
     return sorted(clips, key=lambda c: c.id), triplets

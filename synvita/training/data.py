@@ -79,7 +79,9 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
             if cfg.generators is None or c.generator in cfg.generators:
                 clips_by_triplet.setdefault(c.triplet_id, []).append(c)
         if cfg.weights is not None:
-            weights = {r.clip_id: (r.f_target, r.f_real) for r in read_manifest(cfg.weights, WeightRow)}
+            # A clip without a real caption (f_real null) has no weight: it counts as unscored.
+            weights = {r.clip_id: (r.f_target, r.f_real) for r in read_manifest(cfg.weights, WeightRow)
+                       if r.f_real is not None}
     weight_fn = WEIGHTINGS.get(weighting)
 
     report = JoinReport(triplets=len(triplets))
