@@ -73,7 +73,8 @@ def write_lines(path, objs):
 def test_validation_errors_name_file_line_and_field(tmp_path, cls, bad, field, problem):
     good = {Triplet: TRIPLET, SyntheticClip: CLIP, ScoreRow: SCORE}[cls]
     path = tmp_path / "m.jsonl"
-    write_lines(path, [good, "", good, bad])  # the blank line still counts: the bad record is on line 4
+    second = {**good, "id": "other_001"} if cls is Triplet else good  # triplet ids are unique
+    write_lines(path, [good, "", second, bad])  # the blank line still counts: the bad record is on line 4
     with pytest.raises(ManifestError) as err:
         read_manifest(path, cls)
     assert str(err.value).startswith(f"{path}:4: {field}: {problem}")

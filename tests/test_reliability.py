@@ -230,3 +230,30 @@ def test_a_mistyped_triplets_path_is_an_error_and_keeps_the_weights(tmp_path):
     with pytest.raises(ConfigError, match=r"triplets: .*tripelts\.jsonl does not exist"):
         finalize(score_config(run, f"triplets={run / 'tripelts.jsonl'}"))
     assert (run / "weights.jsonl").read_text() == good
+
+
+# ---- 5. duplicate ids are refused; a clip joins only the triplet whose negative it shows ----
+
+def test_duplicate_triplet_ids_are_refused(tmp_path):
+    from synvita.training.config import DataConfig
+    from synvita.training.data import load_examples
+
+    path = write_jsonl(tmp_path / "triplets.jsonl", [triplet("t0"), triplet("t1"), triplet("t0", "a green square")])
+    with pytest.raises(ManifestError, match=r"triplets\.jsonl:3: id: 't0' is already on line 1"):
+        load_examples(DataConfig(triplets=path), "fixed")
+
+
+def test_a_clip_made_for_another_caption_is_never_used_for_the_triplet(tmp_path):
+    from synvita.training.config import DataConfig
+    from synvita.training.data import load_examples
+
+    run = scored_run(tmp_path)
+    # t0's negative changed after its clip was made (or the id was reused): the clip shows "a blue square".
+    write_jsonl(run / "triplets.jsonl", [triplet("t0", "a green square")])
+    finalize(score_config(run))
+    rows = {r.clip_id: r for r in read_manifest(run / "weights.jsonl", WeightRow)}
+    assert rows["gen/t0_001"].f_real is None
+    examples, report = load_examples(DataConfig(triplets=run / "triplets.jsonl", clips=run / "clips.jsonl",
+                                                weights=run / "weights.jsonl"), "margin")
+    assert [e.clip for e in examples] == [None]
+    assert report.real_only == {"clip caption is not the negative": 1}

@@ -70,6 +70,9 @@ def _hints(cls) -> dict:
 
 
 class _Record:
+    # A field no two records of one manifest may share (journals, where the last line wins, have none).
+    unique: typing.ClassVar[str | None] = None
+
     def __post_init__(self):
         hints = _hints(type(self))
         for f in dataclasses.fields(self):
@@ -112,6 +115,8 @@ def _nonempty(record, *names: str) -> None:
 class Triplet(_Record):
     """A real video with its caption t^r and a hard negative t^s."""
 
+    unique = "id"
+
     id: str
     video: str
     caption: str
@@ -126,6 +131,10 @@ class Triplet(_Record):
     def check(self):
         _nonempty(self, "id", "video", "caption", "negative")
         _safe_ids(self, "id")
+
+    def rendered_by(self, clip: SyntheticClip) -> bool:
+        """Whether `clip` was made for this triplet's negative (an id alone can be reused or mistyped)."""
+        return clip.triplet_id == self.id and clip.caption.strip() == self.negative.strip()
 
 
 @dataclass
@@ -189,6 +198,7 @@ class WeightRow(_Record):
     f_real: float | None
     members: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
+    unique = "clip_id"
 
     def check(self):
         _safe_ids(self, "clip_id", parts=2)
@@ -239,12 +249,18 @@ def read_jsonl(path: str | os.PathLike) -> list[tuple[int, object]]:
 
 def read_manifest(path: str | os.PathLike, cls: type[R]) -> list[R]:
     """All records of a JSON Lines manifest, validated; blank lines are skipped."""
-    records = []
+    records, seen = [], {}
     for lineno, obj in read_jsonl(path):
         try:
             records.append(_from_json(cls, obj))
         except FieldError as e:
             raise ManifestError(f"{path}:{lineno}: {e.field}: {e.problem}") from e
+        if cls.unique:
+            key = getattr(records[-1], cls.unique)
+            if key in seen:
+                raise ManifestError(f"{path}:{lineno}: {cls.unique}: {key!r} is already on line {seen[key]}; "
+                                    "ids must be unique")
+            seen[key] = lineno
     return records
 
 

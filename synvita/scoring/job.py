@@ -76,9 +76,10 @@ def load_inputs(cfg: ScoreConfig) -> tuple[list[SyntheticClip], dict[str, Triple
 
 
 def captions_of(clip: SyntheticClip, triplets: dict[str, Triplet]) -> dict[str, str]:
-    """role -> caption; imported clips without a triplet have no real caption."""
+    """role -> caption; clips without a triplet (imported ones), or made for another caption than its
+    negative, have no real caption."""
     roles = {"target": clip.caption}
-    if clip.triplet_id in triplets:
+    if clip.triplet_id in triplets and triplets[clip.triplet_id].rendered_by(clip):
         roles["real"] = triplets[clip.triplet_id].caption
     return roles
 

@@ -93,7 +93,9 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
         usable, why = [], "no clip"
         for c in clips_by_triplet.get(t.id, []):
             path = _resolve(clip_base, c.path)
-            if c.status != "done":
+            if not t.rendered_by(c):
+                why = "clip caption is not the negative"
+            elif c.status != "done":
                 why = "failed"
             elif not path.is_file():
                 why = "clip file missing"
