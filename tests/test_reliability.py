@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from synvita.config import ConfigError, load_config
 from synvita.data.records import (
@@ -24,7 +26,7 @@ from synvita.data.videocon import read_llm_csv
 from synvita.data.video import write_video
 from synvita.generators.job import GenerateConfig, run_generation
 from synvita.scoring.job import ScoreConfig, finalize
-from test_training import tiny_setup  # noqa: F401  (the tiny Video-LLaVA and colour run, as a fixture)
+from test_training import TINY_YAML, tiny_setup  # noqa: F401  (tiny_setup: the tiny Video-LLaVA and colour run)
 
 
 def flat_generator(prompts, seeds, options):
@@ -98,8 +100,6 @@ class _Planted:
 
 
 def test_resume_runs_no_code_planted_in_a_checkpoint(tiny_setup, tmp_path):
-    import torch
-
     from test_training import adapter, assert_same_adapter, make_cfg, run
 
     args = ("max_steps=4", "save_every=2", "keep_checkpoints=3", "lora.dropout=0.1", "optim.lr=1e-2")
@@ -257,3 +257,37 @@ def test_a_clip_made_for_another_caption_is_never_used_for_the_triplet(tmp_path)
                                                 weights=run / "weights.jsonl"), "margin")
     assert [e.clip for e in examples] == [None]
     assert report.real_only == {"clip caption is not the negative": 1}
+
+
+# ---- 6. learning rate, warmup and gradient norm are checked; a non-finite loss stops the run ----
+
+@pytest.mark.parametrize("override, problem", [
+    ("optim.lr=.nan", "optim.lr: must be a finite number > 0, got nan"),
+    ("optim.lr=.inf", "optim.lr: must be a finite number > 0, got inf"),
+    ("optim.lr=0", "optim.lr: must be a finite number > 0, got 0"),
+    ("optim.warmup_steps=-5", "optim.warmup_steps: must be >= 0, got -5"),
+    ("optim.max_grad_norm=-1", "optim.max_grad_norm: must be a finite number > 0 or null, got -1"),
+    ("optim.max_grad_norm=.nan", "optim.max_grad_norm: must be a finite number > 0 or null, got nan"),
+])
+def test_optimizer_settings_are_validated(override, problem):
+    from synvita.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config(TrainConfig, TINY_YAML, [override])
+
+
+def test_a_non_finite_loss_stops_before_the_optimizer_step_and_any_checkpoint(tiny_setup, tmp_path):
+    from synvita.errors import SynvitaError
+    from test_training import adapter, make_cfg, metrics, run
+
+    # Adam moves every weight by ~lr per step: at 1e30 the next forward overflows.
+    out = tmp_path / "run"
+    with pytest.raises(SynvitaError, match=r"step (\d+): the loss is not finite") as err:
+        run(make_cfg(tiny_setup, out, "optim.lr=1e30", "optim.warmup_steps=0", "max_steps=8", "save_every=1",
+                     "keep_checkpoints=10"))
+    failed = int(re.search(r"step (\d+)", str(err.value)).group(1))
+    steps = [int(p.name[5:]) for p in sorted((out / "checkpoints").glob("step-*"))]
+    assert steps == list(range(1, failed))
+    for step in steps:
+        assert all(torch.isfinite(t).all() for t in adapter(out / "checkpoints" / f"step-{step:07d}").values())
+    assert [m["step"] for m in metrics(out)] == steps and all(np.isfinite(m["loss"]) for m in metrics(out))

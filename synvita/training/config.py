@@ -7,6 +7,7 @@ Video-LLaVA; mPLUG-Owl used λ_scr=0.01).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -79,6 +80,19 @@ class OptimConfig:
     max_grad_norm: float | None = 1.0
     # adamw_8bit is bitsandbytes' paged 8-bit AdamW (QLoRA); it needs a CUDA device.
     optimizer: Literal["adamw", "adamw_8bit"] = "adamw"
+
+    def __post_init__(self):
+        # A NaN learning rate trained "successfully" into a NaN adapter: every number is checked.
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"optim.lr: must be a finite number > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps: must be >= 0, got {self.warmup_steps}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"optim.weight_decay: must be a finite number >= 0, got {self.weight_decay}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas: each must be in [0, 1), got {self.betas}")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ValueError(f"optim.max_grad_norm: must be a finite number > 0 or null, got {self.max_grad_norm}")
 
 
 @dataclass

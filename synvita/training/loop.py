@@ -18,6 +18,7 @@ from torch import nn
 
 from synvita.config import dump_resolved, flat_dict
 from synvita.data.records import read_jsonl
+from synvita.errors import SynvitaError
 from synvita.training import checkpoints
 from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
@@ -186,6 +187,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         for batch in loader:
             with accelerator.accumulate(objective):
                 out_parts = objective(batch)
+                _stop_if_not_finite(accelerator, out_parts["loss"], state["step"])
                 accelerator.backward(out_parts["loss"])
                 if accelerator.sync_gradients and cfg.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
@@ -217,6 +219,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     bar.close()
     accelerator.end_training()
     return TrainResult(final if final is not None else checkpoints.list_checkpoints(ckpt_root)[-1], peft_model)
+
+
+def _stop_if_not_finite(accelerator, loss: torch.Tensor, step: int) -> None:
+    """Stop before a non-finite loss reaches the optimizer (and so any checkpoint); every process
+    stops together, as the check is collective."""
+    bad = accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), "sum")
+    if bad.item():
+        raise SynvitaError(f"step {step + 1}: the loss is not finite ({loss.item()}); stopped before the optimizer "
+                           f"step, so the last checkpoint (step <= {step}) is intact. Lower optim.lr, or check "
+                           "the data and weights")
 
 
 def _step_metrics(accelerator, step_logs: list[dict], step: int, lr: float) -> dict:
