@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import tempfile
 import warnings
 from pathlib import Path
 
-from synvita.errors import UnsafePathError
+from synvita.errors import SynvitaError, UnsafePathError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -58,6 +60,25 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         except BaseException:
             os.ftruncate(fd, size)
             raise
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, holder: str):
+    """Hold an exclusive lock on `path` (created if missing) for the block; if another process
+    holds it, refuse at once with a message naming `holder`. The kernel drops the lock when its
+    holder dies, so a killed run never leaves a stale lock behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SynvitaError(f"{path.parent}: {holder} is in use by another running process "
+                               f"(it holds {path.name}); wait for it to finish or choose another folder") from None
+        yield
     finally:
         os.close(fd)
 

@@ -291,3 +291,53 @@ def test_a_non_finite_loss_stops_before_the_optimizer_step_and_any_checkpoint(ti
     for step in steps:
         assert all(torch.isfinite(t).all() for t in adapter(out / "checkpoints" / f"step-{step:07d}").values())
     assert [m["step"] for m in metrics(out)] == steps and all(np.isfinite(m["loss"]) for m in metrics(out))
+
+
+# ---- 7. restarts and concurrent runs cannot corrupt metrics.jsonl ----
+
+def test_metrics_are_trimmed_to_the_resumed_step_even_without_a_checkpoint(tiny_setup, tmp_path):
+    from test_training import make_cfg, metrics, run
+
+    args = ("max_steps=4", "save_every=100", "optim.lr=1e-2")
+    full = tmp_path / "full"
+    run(make_cfg(tiny_setup, full, *args))
+    # Killed at step 3, before its first checkpoint: the restart trains steps 1-3 again.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    logged = (full / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (killed / "metrics.jsonl").write_text("".join(logged[:3]))
+    run(make_cfg(tiny_setup, killed, *args, "resume_from=latest"))
+    assert [m["step"] for m in metrics(killed)] == [1, 2, 3, 4]
+    for a, b in zip(metrics(killed), metrics(full)):
+        assert a == pytest.approx(b, rel=1e-5)
+
+
+def test_a_fresh_run_into_a_used_directory_is_refused(tiny_setup, tmp_path):
+    from synvita.errors import SynvitaError
+    from test_training import make_cfg, metrics, run
+
+    args = ("max_steps=2", "save_every=2")
+    run(make_cfg(tiny_setup, tmp_path, *args))
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(SynvitaError, match=r"checkpoints: holds checkpoints of an earlier run; continue it with "
+                                           r"resume_from=latest"):
+        run(make_cfg(tiny_setup, tmp_path, *args))
+    assert (tmp_path / "metrics.jsonl").read_text() == before and [m["step"] for m in metrics(tmp_path)] == [1, 2]
+
+
+def test_a_second_run_into_a_locked_directory_is_refused(tiny_setup, tmp_path):
+    import fcntl
+    import os
+
+    from synvita.errors import SynvitaError
+    from test_training import make_cfg, run
+
+    # Another process training into the folder holds its lock (flock: per open file, so this fd counts).
+    fd = os.open(tmp_path / ".lock-0", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(SynvitaError, match=r"this training output_dir is in use by another running process"):
+            run(make_cfg(tiny_setup, tmp_path, "max_steps=2"))
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "metrics.jsonl").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
 from synvita.training.losses import synvita_objective
 from synvita.training.views import FeatureCache, TripletScorer, explanation_nll
-from synvita.utils import append_line, atomic_write_text, stable_seed
+from synvita.utils import append_line, atomic_write_text, exclusive_lock, stable_seed
 
 log = logging.getLogger("synvita.train")
 
@@ -112,6 +113,18 @@ class TrainResult:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) training to the end of the schedule."""
+    # One lock per process rank: a second run into this folder is refused instead of interleaving
+    # its metrics and checkpoints with this one's.
+    rank = os.environ.get("RANK", "0")
+    with exclusive_lock(Path(cfg.output_dir) / f".lock-{rank}", "this training output_dir"):
+        ckpt_root = Path(cfg.output_dir) / "checkpoints"
+        if cfg.resume_from is None and checkpoints.list_checkpoints(ckpt_root):
+            raise SynvitaError(f"{ckpt_root}: holds checkpoints of an earlier run; continue it with "
+                               "resume_from=latest, or choose another output_dir")
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> TrainResult:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
@@ -162,10 +175,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     if resume is not None:
         state = checkpoints.load_checkpoint(accelerator, objective, peft_model, optimizer, scheduler, resume)
         log.info("resumed from %s at step %d", resume, state["step"])
-        if accelerator.is_main_process and metrics_path.is_file():
-            # Steps logged after the checkpoint by the killed run are trained (and logged) again.
-            kept = [row for _, row in read_jsonl(metrics_path) if row["step"] <= state["step"]]
-            atomic_write_text(metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
+    if accelerator.is_main_process and metrics_path.is_file():
+        # Steps logged after the checkpoint (all of them without one) are trained, and logged, again.
+        kept = [row for _, row in read_jsonl(metrics_path) if row["step"] <= state["step"]]
+        atomic_write_text(metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
     if accelerator.is_main_process:
         dump_resolved(cfg, out / "resolved.yaml")
     accelerator.init_trackers("synvita", config=flat_dict(cfg))
