@@ -20,11 +20,11 @@ import torch
 
 from synvita.config import ConfigError, load_config
 from synvita.data.records import (
-    ManifestError, ScoreRow, SyntheticClip, WeightRow, append_record, read_manifest, write_manifest,
+    ManifestError, ScoreRow, SyntheticClip, Triplet, WeightRow, append_record, read_manifest, write_manifest,
 )
 from synvita.data.videocon import read_llm_csv
 from synvita.data.video import write_video
-from synvita.generators.job import GenerateConfig, run_generation
+from synvita.generators.job import GenerateConfig, merge_manifest, run_generation
 from synvita.scoring.job import ScoreConfig, finalize
 from test_training import TINY_YAML, tiny_setup  # noqa: F401  (tiny_setup: the tiny Video-LLaVA and colour run)
 
@@ -41,8 +41,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def triplet(tid: str, negative: str = "a blue square", **extra) -> dict:
-    return {"id": tid, "video": "videos/a.mp4", "caption": "a red square", "negative": negative,
+def triplet(tid: str, negative: str = "a blue square", video: str = "videos/a.mp4", **extra) -> dict:
+    return {"id": tid, "video": video, "caption": "a red square", "negative": negative,
             "misalignment": "attribute", "source": "test", "split": "train", **extra}
 
 
@@ -341,3 +341,28 @@ def test_a_second_run_into_a_locked_directory_is_refused(tiny_setup, tmp_path):
     finally:
         os.close(fd)
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+# ---- 8. relative video paths in an input manifest mean the manifest's folder ----
+
+def test_relative_video_paths_resolve_against_the_input_manifest(tmp_path):
+    from synvita.training.config import DataConfig
+    from synvita.training.data import load_examples
+
+    source = tmp_path / "source"
+    write_video(source / "videos" / "a.mp4", flat_generator([""], [1], {})[0], fps=4)
+    inside = tmp_path / "run" / "real" / "b.mp4"
+    write_video(inside, flat_generator([""], [2], {})[0], fps=4)
+    manifest = write_jsonl(source / "triplets.jsonl", [
+        triplet("t0"), triplet("t1", video="../run/real/b.mp4"), triplet("t2", video=str(source / "videos" / "a.mp4"))])
+    run = tmp_path / "run"
+    assert run_generation(generate_config(run, manifest), show_progress=False)["done"] == 3
+    merge_manifest(run)
+    copied = {t.id: t.video for t in read_manifest(run / "triplets.jsonl", Triplet)}
+    # Outside the run: absolute; inside it: relative to the run, so the run can move.
+    assert copied == {"t0": str(source / "videos" / "a.mp4"), "t1": "real/b.mp4", "t2": str(source / "videos" / "a.mp4")}
+    examples, _ = load_examples(DataConfig(triplets=run / "triplets.jsonl", clips=run / "clips.jsonl",
+                                           split="train"), "fixed")
+    assert sorted(str(e.video) for e in examples) == sorted([str(source / "videos" / "a.mp4"), str(inside),
+                                                             str(source / "videos" / "a.mp4")])
+    assert all(e.video.is_file() and e.clip_path.is_file() for e in examples)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,17 @@ def read_triplets(path: Path, video_root: Path = Path(".")) -> list[Triplet]:
         reader = read_human_csv if "video_url" in header.split(",") else read_llm_csv
         return reader(path, video_root)
     return read_manifest(path, Triplet)
+
+
+def rebase_videos(triplets: list[Triplet], manifest: Path, run_dir: Path) -> list[Triplet]:
+    """The triplets as the run's copy records them: a relative video path means the manifest's own
+    folder; it becomes relative to the run if it lies inside it, else absolute."""
+    run = Path(os.path.abspath(run_dir))
+    rebased = []
+    for t in triplets:
+        video = Path(os.path.normpath(Path(os.path.abspath(manifest)).parent / t.video))
+        rebased.append(dataclasses.replace(t, video=str(video.relative_to(run) if video.is_relative_to(run) else video)))
+    return rebased
 
 
 def select(triplets: list[Triplet], splits, misalignments, limit) -> list[Triplet]:
@@ -214,8 +226,8 @@ def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_
     triplets = select(read_triplets(Path(cfg.input), cfg.video_root), cfg.splits, cfg.misalignments, cfg.limit)
     if not triplets:
         raise ConfigError(f"{cfg.input}: no triplets left after the split/misalignment filters")
-    if process[0] == 0:
-        write_manifest(run_dir / "triplets.jsonl", triplets)  # identical from every shard: atomic, idempotent
+    if process[0] == 0:  # identical from every shard: atomic, idempotent
+        write_manifest(run_dir / "triplets.jsonl", rebase_videos(triplets, Path(cfg.input), run_dir))
 
     work = sorted(
         (f"{generator}/{t.id}_{k:03d}", t) for t in triplets for k in range(1, cfg.clips_per_caption + 1))
@@ -312,7 +324,8 @@ def _run_import(cfg: GenerateConfig) -> int:
     captions = json.loads(captions_file.read_text()) if captions_file.is_file() else None
     triplets = read_triplets(Path(cfg.input), cfg.video_root) if cfg.input else None
     if triplets:
-        write_manifest(Path(cfg.output_dir) / "triplets.jsonl", triplets)
+        write_manifest(Path(cfg.output_dir) / "triplets.jsonl",
+                       rebase_videos(triplets, Path(cfg.input), Path(cfg.output_dir)))
     records = import_clips(root, Path(cfg.output_dir), captions, triplets)
     merge_manifest(Path(cfg.output_dir))
     print(f"generate: imported {len(records)} clips from {root} -> {Path(cfg.output_dir) / 'clips.jsonl'}")
