@@ -118,8 +118,14 @@ def load_checkpoint(accelerator: Accelerator, model, peft_model, optimizer, sche
 
 
 def _weights_only_load(path: str, map_location=None):
-    """DeepSpeed's shard loader, restricted to tensors and plain data (its own unpickles anything)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """DeepSpeed's shard loader, restricted to tensors, plain data and DeepSpeed's own plain-data
+    classes (its loader unpickles anything)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    with torch.serialization.safe_globals([LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]):
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _rng_state() -> dict:
