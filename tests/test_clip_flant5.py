@@ -56,6 +56,9 @@ def test_state_dict_matches_published_xxl(shared_data):
     wrong = {k: (ours[k], expected[k]) for k in ours if ours[k] != expected[k]}
     assert not wrong, f"shapes differ (ours, reference): {wrong}"
     assert len(ours) == reference["_stats"]["state_dict_entries"] - len(missing)
+    params = list(model.parameters())  # unique tensors
+    assert (len(params), sum(p.numel() for p in params)) == (
+        reference["_stats"]["parameter_tensors_unique"], reference["_stats"]["parameters_total_unique"])
     # the other aliases are tied, and FlanT5 keeps its own output head
     assert model.encoder.embed_tokens.weight is model.shared.weight is model.decoder.embed_tokens.weight
     assert model.lm_head.weight is not model.shared.weight
