@@ -85,17 +85,18 @@ def test_dtype_and_quantization_settings(tiny_dirs):
 
 
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
-def test_bitsandbytes_quantises_the_llm_only(quantization, tiny_dirs):
+@pytest.mark.parametrize("kind", ["qwen2-vl", "mplug-owl-video"])  # transformers' module tree and ours
+def test_bitsandbytes_quantises_the_llm_only(quantization, kind, tiny_dirs):
     import bitsandbytes as bnb
 
-    lmm = load_video_lmm(tiny_dirs["qwen2-vl"], quantization=quantization, device="cpu")
+    lmm = load_video_lmm(tiny_dirs[kind], quantization=quantization, device="cpu")
     layer = {"4bit": bnb.nn.Linear4bit, "8bit": bnb.nn.Linear8bitLt}[quantization]
     llm = [m for n, m in lmm.model.named_modules() if re.fullmatch(lmm.family.lora_targets, n)]
     vision = [m for n, m in lmm.model.named_modules()
               if n.startswith(lmm.family.frozen_modules()) and isinstance(m, torch.nn.Linear)]
     assert llm and all(isinstance(m, layer) for m in llm)
     assert vision and not any(isinstance(m, layer) for m in vision)
-    assert not isinstance(lmm.model.lm_head, layer)
+    assert not isinstance(lmm.model.get_output_embeddings(), layer)
 
 
 def _without_video_processor_config(src, dst):
