@@ -82,6 +82,32 @@ def test_vision_attention_splits_the_fused_projection_per_head(tiny_dir):
     torch.testing.assert_close(attention(x)[0], expected, atol=1e-5, rtol=1e-5)
 
 
+def test_temporal_modules_mix_a_patch_with_its_neighbouring_frames_only(tiny_dir):
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dir).eval()
+    adapter = model.vision_model.encoder.layers[0].temporal
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 5, adapter.ln.normalized_shape[0])  # 4 frames, class token + 2x2 patches
+    bumped = x.clone()
+    bumped[0, 1, 3] += torch.randn(x.shape[-1])  # frame 1, patch 2 (not a constant: LayerNorm removes it)
+    with torch.no_grad():
+        changed = (adapter(bumped) - adapter(x)).abs().amax(-1)[0] > 1e-6
+    expected = torch.zeros(4, 5, dtype=torch.bool)
+    expected[0:3, 3] = True  # a 3-frame depthwise kernel: frames 0, 1, 2 of that patch, never a class token
+    assert torch.equal(changed, expected)
+
+    # A one-frame clip skips the temporal adapter and the temporal queries; a longer clip uses both.
+    video = torch.randn(1, 3, 3, 28, 28)
+    with torch.no_grad():
+        before = [model.get_video_features(v).pooler_output for v in (video[:, :1], video)]
+        model.temporal_query_tokens.add_(1.0)
+        model.vision_model.encoder.layers[0].temporal.up_proj.bias.add_(1.0)
+        after = [model.get_video_features(v).pooler_output for v in (video[:, :1], video)]
+    assert torch.equal(before[0], after[0]) and not torch.allclose(before[1], after[1])
+    assert before[1].shape == (1, model.config.num_video_tokens, model.config.text_config.hidden_size)
+
+
 def test_processor_frames_normalisation_and_prompt(tiny_dir):
     from PIL import Image
     from transformers import AutoProcessor
