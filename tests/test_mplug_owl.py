@@ -70,6 +70,7 @@ def test_vision_attention_splits_the_fused_projection_per_head(tiny_dir):
 
     attention = AutoModelForImageTextToText.from_pretrained(tiny_dir).vision_model.encoder.layers[0].self_attn
     heads, (n, d) = attention.heads, (5, attention.dense.in_features)
+    torch.manual_seed(0)
     x = torch.randn(1, n, d)
     w, b = attention.query_key_value.weight, attention.query_key_value.bias
     hd = d // heads
@@ -132,6 +133,21 @@ def test_processor_frames_normalisation_and_prompt(tiny_dir):
     assert len(placeholders) == lmm.model.config.num_video_tokens
     assert (placeholders.diff() == 1).all()  # one block where the prompt says <|video|>
     assert lmm.video_token_id == lmm.model.config.text_config.vocab_size  # past the table, as in the 7B
+
+
+def test_generate_with_the_cache_equals_greedy_decoding_by_full_forwards(tiny_dir):
+    from synvita.models.families import load_video_lmm
+
+    lmm = load_video_lmm(tiny_dir)
+    video = np.random.default_rng(3).integers(0, 256, (4, 30, 40, 3), dtype=np.uint8)
+    inputs = lmm.processor(text=[VIDEOCON_PROMPT], videos=[video], return_tensors="pt")
+    with torch.no_grad():
+        generated = lmm.model.generate(**inputs, max_new_tokens=4, do_sample=False, min_new_tokens=4)
+        ids = inputs["input_ids"]
+        for _ in range(4):  # the whole sequence again at every step, no cache
+            logits = lmm.model(input_ids=ids, pixel_values_videos=inputs["pixel_values_videos"]).logits
+            ids = torch.cat([ids, logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(generated, ids)
 
 
 def test_segments_sampler_picks_the_authors_frames():

@@ -343,10 +343,3 @@ class MplugOwlVideoForConditionalGeneration(MplugOwlVideoPreTrainedModel, Genera
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                    position_ids=position_ids, past_key_values=past_key_values, labels=labels,
                                    use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
-
-    def prepare_inputs_for_generation(self, *args, pixel_values_videos=None, **kwargs):
-        inputs = super().prepare_inputs_for_generation(*args, **kwargs)
-        # The video enters with the prompt only; later steps read it from the cache.
-        if kwargs.get("cache_position") is None or kwargs["cache_position"][0] == 0:
-            inputs["pixel_values_videos"] = pixel_values_videos
-        return inputs
