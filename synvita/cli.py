@@ -25,6 +25,7 @@ STAGES = [
     ("tiny", "synvita.models.tiny", "build a tiny random-weight model or pipeline into a folder"),
     ("configs", "synvita.configs", "list the shipped configs or copy one to edit it"),
     ("world", "synvita.toyworld.files", "write toy-world triplets and benchmark files (real-style videos, no model)"),
+    ("doctor", "synvita.models.doctor", "check a checkpoint's prompt, tokens and positions before a long job"),
 ]
 
 

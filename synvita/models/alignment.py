@@ -75,6 +75,47 @@ class PairBatch:
         return len(self.caches[self.video_index[i]].prefix_ids) - self.dropped[i]
 
 
+class CaptionSplitter:
+    """A caption's tokens after the prompt prefix it shares with every other caption of a video.
+
+    The whole prompt is tokenized at once, as the processor does, and cut where its tokens stop
+    agreeing with the prefix's: a caption is never tokenized on its own, whose first token a
+    tokenizer may spell differently (Llama's Metaspace prepends "▁"; a leading quote merges with
+    the prompt's opening quote). Needs the tokenizer and prompt only, not the model weights.
+    """
+
+    def __init__(self, lmm: VideoLMM, question: str = QUESTION):
+        self.tokenizer, self.video_token = lmm.tokenizer, lmm.video_token
+        self.prefix_text, self.suffix_text = lmm.prompt_pieces(question)
+        self.prefix_tokens = self._tokenize(self.prefix_text).input_ids
+        # The tail of a caption must not reach back into the video's tokens.
+        self._after_video = len(self.prefix_tokens) - self.prefix_tokens[::-1].index(lmm.video_token_id)
+
+    def _tokenize(self, text: str, offsets: bool = False):
+        return self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=offsets)
+
+    def __call__(self, caption: str, keep_spans: Sequence[Span] | None = None) -> tuple[list[int], list[int], int]:
+        """Token ids after the shared prefix (caption + closing text), their attention mask (caption
+        tokens outside `keep_spans` are 0), and how many of the prefix's last tokens they replace."""
+        if self.video_token in caption:
+            raise ValueError(f"caption {caption!r} contains the video placeholder {self.video_token!r}")
+        enc = self._tokenize(self.prefix_text + caption + self.suffix_text, offsets=True)
+        shared = 0
+        for a, b in zip(enc.input_ids, self.prefix_tokens):
+            if a != b:
+                break
+            shared += 1
+        if shared < self._after_video:
+            raise ValueError(f"caption {caption!r} changes how the prompt before it tokenizes, up to the video")
+        ids = enc.input_ids[shared:]
+        dropped = len(self.prefix_tokens) - shared
+        if keep_spans is None:
+            return ids, [1] * len(ids), dropped
+        keep = caption_keep_token_mask(enc.offset_mapping[shared:], len(self.prefix_text),
+                                       len(self.prefix_text) + len(caption), keep_spans)
+        return ids, [int(k) for k in keep], dropped
+
+
 class AlignmentScorer:
     """Scores (video, caption) pairs with one video LMM; see the module docstring for the layout."""
 
@@ -85,19 +126,14 @@ class AlignmentScorer:
         self.lmm, self.sampler, self.batch_size = lmm, sampler, batch_size
         self.prefix_sharing, self.padding_side = prefix_sharing, padding_side
         self._told_checkpointing = False
-        self.prefix_text, self.suffix_text = lmm.prompt_pieces(question)
-        self._prefix_tokens = self._tokenize(self.prefix_text).input_ids
-        # The tail of a caption must not reach back into the video's tokens.
-        self._after_video = len(self._prefix_tokens) - self._prefix_tokens[::-1].index(lmm.video_token_id)
+        self.split = CaptionSplitter(lmm, question)
+        self.prefix_text, self.suffix_text = self.split.prefix_text, self.split.suffix_text
         model = lmm.hf_model
         self._embed = model.get_input_embeddings()
         self._head = model.get_output_embeddings()
         self._feature_args = set(inspect.signature(lmm.multimodal_model.get_video_features).parameters)
         self._yes = torch.tensor(lmm.yes_ids, device=lmm.device)
         self._no = torch.tensor(lmm.no_ids, device=lmm.device)
-
-    def _tokenize(self, text: str, offsets: bool = False):
-        return self.lmm.tokenizer(text, add_special_tokens=False, return_offsets_mapping=offsets)
 
     # -- videos -----------------------------------------------------------------------------------
     def _frames(self, video: Video) -> np.ndarray | Clip:
@@ -163,33 +199,6 @@ class AlignmentScorer:
                 "num_additional_image_tokens match the model config (processor_config.json vs config.json).")
 
     # -- captions ---------------------------------------------------------------------------------
-    def _tail(self, caption: str, keep_spans: Sequence[Span] | None) -> tuple[list[int], list[int], int]:
-        """Token ids after the shared prefix (caption + closing text), their attention mask, and the
-        number of prefix tokens dropped.
-
-        The whole prompt is tokenized at once, as the processor does, and cut where its tokens stop
-        agreeing with the prefix's: a caption is never tokenized on its own, whose first token a
-        tokenizer may spell differently (Llama's Metaspace prepends "▁"; a leading quote merges with
-        the prompt's opening quote).
-        """
-        if self.lmm.video_token in caption:
-            raise ValueError(f"caption {caption!r} contains the video placeholder {self.lmm.video_token!r}")
-        enc = self._tokenize(self.prefix_text + caption + self.suffix_text, offsets=True)
-        shared = 0
-        for a, b in zip(enc.input_ids, self._prefix_tokens):
-            if a != b:
-                break
-            shared += 1
-        if shared < self._after_video:
-            raise ValueError(f"caption {caption!r} changes how the prompt before it tokenizes, up to the video")
-        ids = enc.input_ids[shared:]
-        dropped = len(self._prefix_tokens) - shared
-        if keep_spans is None:
-            return ids, [1] * len(ids), dropped
-        keep = caption_keep_token_mask(enc.offset_mapping[shared:], len(self.prefix_text),
-                                       len(self.prefix_text) + len(caption), keep_spans)
-        return ids, [int(k) for k in keep], dropped
-
     def pairs(self, caches: list[VisionCache], video_index: Sequence[int], texts: Sequence[str],
               keep_spans: Sequence[Sequence[Span] | None] | None = None) -> PairBatch:
         """Assemble pairs (caches[video_index[i]], texts[i]); `keep_spans[i]` realises t' as a mask."""
@@ -198,7 +207,7 @@ class AlignmentScorer:
         spans = keep_spans if keep_spans is not None else [None] * len(texts)
         if len(spans) != len(texts):
             raise ValueError(f"{len(spans)} keep_spans entries for {len(texts)} texts")
-        tails = [self._tail(t, s) for t, s in zip(texts, spans)]
+        tails = [self.split(t, s) for t, s in zip(texts, spans)]
         return PairBatch(caches, list(video_index), [t[0] for t in tails], [t[1] for t in tails],
                          [t[2] for t in tails])
 

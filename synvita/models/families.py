@@ -229,15 +229,13 @@ def cap_video_pixels(video_processor, max_pixels: int) -> None:
     video_processor.cap_pixels_per_frame = True
 
 
-def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", device: str | None = None,
-                   quantization: str | None = None, trust_remote_code: bool = False,
-                   video_max_pixels: int | None = None) -> VideoLMM:
-    """Load a video LMM (hub id or local folder) with its processor, family and Yes/No ids, in eval mode.
+def load_processor_side(name_or_path: str, *, trust_remote_code: bool = False, video_max_pixels: int | None = None):
+    """(config, family, processor, Yes ids, No ids) of a checkpoint, without its weights.
 
     `video_max_pixels` bounds each video frame for the families that size frames in pixels
     (default: the family's reference cap).
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoProcessor
 
     import synvita.models.mplug_owl  # noqa: F401  (registers the mPLUG-Owl classes with the Auto classes)
     from synvita.models.convert import converted_checkpoint
@@ -245,6 +243,28 @@ def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", d
     name_or_path = converted_checkpoint(str(name_or_path))
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     family = family_for_model_type(config.model_type)
+    processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if family.video_max_pixels is not None:
+        cap_video_pixels(processor.video_processor, video_max_pixels or family.video_max_pixels)
+    tok = processor.tokenizer
+    yes_ids, no_ids = (answer_token_ids(tok, w) for w in ANSWER_WORDS)
+    if set(yes_ids) & set(no_ids):
+        raise FamilyError(f"{name_or_path}: Yes and No share token ids {set(yes_ids) & set(no_ids)}")
+    if tok.convert_tokens_to_ids(processor.video_token) in (None, tok.unk_token_id):
+        raise FamilyError(f"{name_or_path}: the tokenizer has no video token {processor.video_token!r}")
+    return config, family, processor, yes_ids, no_ids
+
+
+def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", device: str | None = None,
+                   quantization: str | None = None, trust_remote_code: bool = False,
+                   video_max_pixels: int | None = None) -> VideoLMM:
+    """Load a video LMM (hub id or local folder) with its processor, family and Yes/No ids, in eval mode
+    (`video_max_pixels`: see `load_processor_side`)."""
+    from transformers import AutoModelForImageTextToText
+
+    name_or_path = str(name_or_path)
+    _, family, processor, yes_ids, no_ids = load_processor_side(
+        name_or_path, trust_remote_code=trust_remote_code, video_max_pixels=video_max_pixels)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code)
     if quantization is not None:
@@ -252,20 +272,11 @@ def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", d
     if device is not None:
         kwargs["device_map"] = device if device == "auto" else {"": device}
     model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs).eval()
-    processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    if family.video_max_pixels is not None:
-        cap_video_pixels(processor.video_processor, video_max_pixels or family.video_max_pixels)
 
     names = {name for name, _ in model.named_modules()}
     missing = [m for m in (*family.frozen_modules(), family.llm_module) if m not in names]
     if missing:
         raise FamilyError(f"{name_or_path}: family {family.name} expects modules {missing}, which the "
                           f"{type(model).__name__} does not have; update the family's module table")
-    tok = processor.tokenizer
-    yes_ids, no_ids = (answer_token_ids(tok, w) for w in ANSWER_WORDS)
-    if set(yes_ids) & set(no_ids):
-        raise FamilyError(f"{name_or_path}: Yes and No share token ids {set(yes_ids) & set(no_ids)}")
-    if tok.convert_tokens_to_ids(processor.video_token) in (None, tok.unk_token_id):
-        raise FamilyError(f"{name_or_path}: the tokenizer has no video token {processor.video_token!r}")
     return VideoLMM(model=model, processor=processor, family=family, yes_ids=yes_ids, no_ids=no_ids,
                     source=name_or_path)
