@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from synvita.models.families import FamilyError, VideoLMM, load_processor_side, load_video_lmm
 
     try:
-        config, family, processor, yes, no = load_processor_side(
+        _, config, family, processor, yes, no = load_processor_side(
             args.model, trust_remote_code=args.trust_remote_code, video_max_pixels=args.video_max_pixels)
         if args.no_weights:
             lmm = VideoLMM(model=None, processor=processor, family=family, yes_ids=yes, no_ids=no,

@@ -230,7 +230,8 @@ def cap_video_pixels(video_processor, max_pixels: int) -> None:
 
 
 def load_processor_side(name_or_path: str, *, trust_remote_code: bool = False, video_max_pixels: int | None = None):
-    """(config, family, processor, Yes ids, No ids) of a checkpoint, without its weights.
+    """(folder to load from, config, family, processor, Yes ids, No ids) of a checkpoint, without its
+    weights; the folder differs from `name_or_path` for a checkpoint that needs converting first.
 
     `video_max_pixels` bounds each video frame for the families that size frames in pixels
     (default: the family's reference cap).
@@ -252,7 +253,7 @@ def load_processor_side(name_or_path: str, *, trust_remote_code: bool = False, v
         raise FamilyError(f"{name_or_path}: Yes and No share token ids {set(yes_ids) & set(no_ids)}")
     if tok.convert_tokens_to_ids(processor.video_token) in (None, tok.unk_token_id):
         raise FamilyError(f"{name_or_path}: the tokenizer has no video token {processor.video_token!r}")
-    return config, family, processor, yes_ids, no_ids
+    return name_or_path, config, family, processor, yes_ids, no_ids
 
 
 def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", device: str | None = None,
@@ -262,8 +263,7 @@ def load_video_lmm(name_or_path: str, *, dtype: str | torch.dtype = "float32", d
     (`video_max_pixels`: see `load_processor_side`)."""
     from transformers import AutoModelForImageTextToText
 
-    name_or_path = str(name_or_path)
-    _, family, processor, yes_ids, no_ids = load_processor_side(
+    name_or_path, _, family, processor, yes_ids, no_ids = load_processor_side(
         name_or_path, trust_remote_code=trust_remote_code, video_max_pixels=video_max_pixels)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code)
