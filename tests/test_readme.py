@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections import Counter
 import sys
 from pathlib import Path
 
@@ -46,3 +47,21 @@ def test_readme_cpu_blocks_run_in_order(tmp_path):
     assert (work / "runs" / "tiny" / "report.html").is_file()
     assert list((work / "runs" / "tiny" / "eval").glob("*/videocon-llm.json"))
     assert "| videocon-llm |" in (work / "runs" / "tiny" / "train" / "synvita_cpu" / "push" / "README.md").read_text()
+
+
+def test_world_writes_triplets_whose_videos_decode(tmp_path, capsys):
+    from synvita.cli import main as cli_main
+    from synvita.data.records import Triplet, read_manifest
+    from synvita.data.video import FrameSampler, read_video
+
+    assert cli_main(["world", "--out", str(tmp_path), "--scenes", "3", "--negatives", "2", "--frames", "6",
+                     "--size", "32"]) == 0
+    triplets = read_manifest(tmp_path / "triplets.jsonl", Triplet)
+    per_video = Counter(t.video for t in triplets)  # a scene may allow fewer kinds of negative than asked
+    assert len(per_video) == 3 and set(per_video.values()) <= {1, 2} and {t.split for t in triplets} == {"train"}
+    assert all(t.caption != t.negative for t in triplets)
+    for video in {t.video for t in triplets}:
+        assert read_video(tmp_path / video, FrameSampler("all")).shape == (6, 32, 32, 3)
+    assert not (tmp_path / "benchmarks").exists()
+    assert cli_main(["world", "--out", str(tmp_path), "--scenes", "0"]) == 2
+    assert "--scenes" in capsys.readouterr().err
