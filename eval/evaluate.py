@@ -14,13 +14,14 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
+from synvita.errors import run_command  # noqa: E402
 from synvita.evaluation import harness  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eval/evaluate.py", description=__doc__.splitlines()[0])
     harness.add_arguments(parser)
-    return harness.run(parser.parse_args(argv))
+    return run_command("evaluate", harness.run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from synvita.errors import run_command
+
 # (command, module, one-line help), in pipeline order.
 STAGES = [
     ("generate", "synvita.generators.job", "make synthetic clips for negative captions (text-to-video)"),
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     args = build_parser().parse_args()
-    return importlib.import_module(args._module).run(args) or 0
+    return run_command(args.command, importlib.import_module(args._module).run, args)
 
 
 if __name__ == "__main__":

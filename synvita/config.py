@@ -18,13 +18,14 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from synvita.configs import find as shipped_config
+from synvita.errors import SynvitaError
 from synvita.provenance import package_versions
 from synvita.utils import atomic_write_text
 
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(SynvitaError):
     """A config that cannot be used; the message names the file and the key."""
 
 

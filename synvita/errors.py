@@ -1,10 +1,14 @@
-"""The one base exception for what a user can cause: a bad config, manifest, video, path or setting.
+"""The one error contract.
 
-Its message names the file, row or field and what to do. `synvita <stage>` prints it on one line and
-exits 2; any other exception is a bug and keeps its traceback.
+`SynvitaError` is the base of everything a user can cause (a bad config, manifest, video, path or
+setting); its message names the file, row or field and what to do. `run_command` runs a stage's
+`run(args)`: a SynvitaError becomes one line on stderr and exit status 2. Any other exception is a
+bug and keeps its traceback. Library code raises, it never exits.
 """
 
 from __future__ import annotations
+
+import sys
 
 
 class SynvitaError(ValueError):
@@ -13,3 +17,16 @@ class SynvitaError(ValueError):
 
 class UnsafePathError(SynvitaError):
     """A path, built from input data, that would leave the folder it must stay in."""
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
+def run_command(name: str, run, args) -> int:
+    """`run(args)` under the contract: `synvita <name>: <message>` and 2 for a user-caused error."""
+    try:
+        return run(args) or 0
+    except SynvitaError as err:
+        print(f"synvita {name}: {one_line(err)}", file=sys.stderr)
+        return 2

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from synvita.errors import SynvitaError
 from synvita.utils import atomic_write_text
 
 
-class PushError(ValueError):
+class PushError(SynvitaError):
     """A run or adapter folder that cannot be shared; the message names the file."""
 
 

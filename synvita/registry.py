@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, TypeVar
 
+from synvita.errors import SynvitaError
+
 T = TypeVar("T")
+
+
+class UnknownNameError(SynvitaError, KeyError):
+    """A name not in a registry (a KeyError too, for callers that look names up)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 class Registry(Generic[T]):
@@ -37,7 +46,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -11,6 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from synvita.evaluation import benchmarks as B
+from synvita.errors import SynvitaError
 
 PROMPT = (
     "The following is a conversation between a curious human and AI assistant.\nHuman: <|video|>\n"
@@ -71,7 +72,7 @@ def test_ssv2_bad_match_names_file_line_and_field(tmp_path):
     (tmp_path / "eval_ssv2_temporal.csv").write_text("videopath,caption\n")
     with pytest.raises(ValueError, match="missing column"):
         B.load_pairs("ssv2-temporal", tmp_path)
-    with pytest.raises(FileNotFoundError, match="eval-nextqa-atphard.csv"):
+    with pytest.raises(SynvitaError, match="eval-nextqa-atphard.csv"):
         B.load_pairs("atp-hard", tmp_path)
 
 
@@ -146,7 +147,7 @@ def test_locate_video_takes_the_longest_existing_tail(tmp_path):
     (tmp_path / "videos" / "1.avi").write_bytes(b"")
     assert B.locate_video(tmp_path, "/local2/x/NExTVideo/1106/4.mp4") == tmp_path / "1106" / "4.mp4"
     assert B.locate_video(tmp_path, "videos/1.avi") == tmp_path / "videos" / "1.avi"
-    with pytest.raises(FileNotFoundError, match="missing.mp4: not found under"):
+    with pytest.raises(SynvitaError, match="missing.mp4: not found under"):
         B.locate_video(tmp_path, "a/missing.mp4")
     with pytest.raises(ValueError, match="'..'"):
         B.locate_video(tmp_path, "../videos/1.avi")

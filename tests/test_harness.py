@@ -269,7 +269,7 @@ def test_adapter_is_applied(tiny_atp, tmp_path):
     assert json.loads(out_path.read_text())["provenance"]["adapter"] == str(tmp_path / "adapter")
 
 
-def test_a_killed_evaluation_resumes_without_rescoring(tiny_atp, tmp_path):
+def test_a_killed_evaluation_resumes_without_rescoring(tiny_atp, tmp_path, capsys):
     root, model, ann = tiny_atp
     full = tmp_path / "full.json"
     assert run_model(root, model, ann, full) == 0
@@ -289,9 +289,11 @@ def test_a_killed_evaluation_resumes_without_rescoring(tiny_atp, tmp_path):
     merged = reference.merge(resumed, on=["videopath", "caption"])
     assert len(merged) == 15 and np.allclose(merged.entailment_x, merged.entailment_y, atol=1e-5)
     assert out["accuracy"] == json.loads(full.read_text())["accuracy"]
-    # A different setup must not silently extend these predictions.
-    with pytest.raises(SystemExit, match="another setup"):
-        run_model(root, model, ann, tmp_path / "killed.json", "--seed", "1")
+    # A different setup must not silently extend these predictions: one line, exit 2.
+    capsys.readouterr()
+    assert run_model(root, model, ann, tmp_path / "killed.json", "--seed", "1") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("synvita evaluate: ") and "was written by another setup" in err and err.count("\n") == 1
 
 
 @pytest.mark.slow

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from synvita.errors import SynvitaError
+
 VIDEOCON_GITHUB = "https://raw.githubusercontent.com/Hritikbansal/videocon/main/datasets"
 
 
@@ -50,7 +52,7 @@ BENCHMARKS: dict[str, tuple[str | HubDataset, list[tuple[str, tuple[str, ...]]]]
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SynvitaError):
     pass
 
 

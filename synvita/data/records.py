@@ -18,17 +18,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from synvita.errors import SynvitaError
 from synvita.utils import append_line, atomic_write_text
 
 Misalignment = Literal["action", "attribute", "object", "count", "relation", "flip", "hallucination"]
 MISALIGNMENTS: tuple[str, ...] = typing.get_args(Misalignment)
 
 
-class ManifestError(ValueError):
+class ManifestError(SynvitaError):
     """A manifest line that does not hold a valid record: `file:line: field: problem`."""
 
 
-class FieldError(ValueError):
+class FieldError(SynvitaError):
     def __init__(self, field_name: str, problem: str):
         super().__init__(f"{field_name}: {problem}")
         self.field = field_name

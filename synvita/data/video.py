@@ -18,8 +18,10 @@ from typing import Literal
 import av
 import numpy as np
 
+from synvita.errors import SynvitaError
 
-class VideoError(RuntimeError):
+
+class VideoError(SynvitaError):
     """A video that cannot be used; the message starts with the file path."""
 
     def __init__(self, path: str | os.PathLike, problem: str):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from synvita.data.videocon import read_human_csv, read_llm_csv
+from synvita.errors import SynvitaError
 from synvita.evaluation import metrics
 
 # VideoCon embeds the description in the full mPLUG-Owl prompt; the description is what is scored.
@@ -66,7 +67,7 @@ def _records(path: Path, required: tuple[str, ...]):
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; has {reader.fieldnames}")
+            raise SynvitaError(f"{path}: missing column(s) {', '.join(missing)}; has {reader.fieldnames}")
         start = reader.line_num + 1
         for row in reader:
             yield start, row
@@ -77,7 +78,7 @@ def _int_field(path: Path, line: int, row: dict, field: str) -> int:
     try:
         return int(row[field])
     except (TypeError, ValueError):
-        raise ValueError(f"{path}:{line}: {field}: not an integer: {row[field]!r}") from None
+        raise SynvitaError(f"{path}:{line}: {field}: not an integer: {row[field]!r}") from None
 
 
 def read_ssv2(path: str | Path) -> list[Pair]:
@@ -115,7 +116,7 @@ def read_atp_hard(eval_csv: str | Path, nextqa_csv: str | Path) -> list[Pair]:
         line = rows[0][0]
         qtype = types.get((PurePosixPath(video).stem, question))
         if not qtype:
-            raise ValueError(f"{eval_csv}:{line}: no type for this question in {nextqa_csv}: {question!r}")
+            raise SynvitaError(f"{eval_csv}:{line}: no type for this question in {nextqa_csv}: {question!r}")
         for line, row in rows:
             pairs.append(
                 Pair(video, row["caption"], description(row["caption"]),
@@ -157,7 +158,7 @@ def load_pairs(benchmark: str, annotations: str | Path) -> list[Pair]:
     files = [Path(annotations) / name for name in spec.files]
     for f in files:
         if not f.is_file():
-            raise FileNotFoundError(f"{f}: {benchmark} needs this published file in --annotations")
+            raise SynvitaError(f"{f}: {benchmark} needs this published file in --annotations")
     if spec.kind == "retrieval":
         return read_ssv2(files[0])
     if spec.kind == "qa":
@@ -176,12 +177,12 @@ def locate_video(root: str | Path, video: str) -> Path:
     root = Path(root)
     parts = [p for p in PurePosixPath(video).parts if p not in ("/", "", ".")]
     if ".." in parts:
-        raise ValueError(f"{video}: refusing a video path with '..'")
+        raise SynvitaError(f"{video}: refusing a video path with '..'")
     for i in range(len(parts)):
         candidate = root.joinpath(*parts[i:])
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{video}: not found under {root} (tried every tail of the path)")
+    raise SynvitaError(f"{video}: not found under {root} (tried every tail of the path)")
 
 
 @dataclass(frozen=True)
@@ -206,11 +207,11 @@ def read_predictions(path: str | Path) -> list[Prediction]:
             if line == 1 and row[:1] == ["videopath"]:
                 continue
             if len(row) not in (3, 5):
-                raise ValueError(f"{path}:{line}: expected videopath,caption,entailment[,pos,neg], got {len(row)} fields")
+                raise SynvitaError(f"{path}:{line}: expected videopath,caption,entailment[,pos,neg], got {len(row)} fields")
             try:
                 score = float(row[2])
             except ValueError:
-                raise ValueError(f"{path}:{line}: entailment: not a number: {row[2]!r}") from None
+                raise SynvitaError(f"{path}:{line}: entailment: not a number: {row[2]!r}") from None
             out.append(Prediction(row[0], row[1], score))
     return out
 

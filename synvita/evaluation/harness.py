@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from synvita.data.video import FrameSampler
+from synvita.errors import SynvitaError
 from synvita.evaluation.benchmarks import BENCHMARKS, Pair, compute, join, load_pairs, locate_video, read_predictions
 from synvita.provenance import provenance
 from synvita.utils import atomic_write_text
@@ -115,7 +116,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
     from synvita.models.families import load_video_lmm
 
     if args.video_root is None:
-        raise SystemExit("--model needs --video-root (the folder holding the benchmark's videos)")
+        raise SynvitaError("--model needs --video-root (the folder holding the benchmark's videos)")
     sampler = _sampler(args)
     setup = _setup(args, sampler)
     sidecar = provenance_path(path)
@@ -124,7 +125,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
         earlier = json.loads(sidecar.read_text()) if sidecar.exists() else {}
         changed = {k: (earlier.get(k), v) for k, v in setup.items() if earlier.get(k) != v}
         if changed:
-            raise SystemExit(f"{path} was written by another setup ({changed}, as (then, now)); "
+            raise SynvitaError(f"{path} was written by another setup ({changed}, as (then, now)); "
                              "delete it or pass another --predictions to start afresh")
         _complete_records(path)
         done = {(p.video, p.text) for p in read_predictions(path)}
@@ -157,13 +158,13 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
 def evaluate(args) -> dict:
     """Score (or read) the predictions and compute the benchmark's metrics: the JSON written to --out."""
     if args.adapter and not args.model:
-        raise SystemExit("--adapter needs --model (the base model it was trained on)")
+        raise SynvitaError("--adapter needs --model (the base model it was trained on)")
     pairs = load_pairs(args.benchmark, args.annotations)
     run_counts = {}
     if args.model:
         predictions = args.predictions or args.out.with_name(f"{args.out.stem}.predictions.csv")
         if provenance_path(predictions).resolve() == args.out.resolve():
-            raise SystemExit(f"--out {args.out} would overwrite the provenance of --predictions {predictions}")
+            raise SynvitaError(f"--out {args.out} would overwrite the provenance of --predictions {predictions}")
         run_counts = score_with_model(args, pairs, predictions)
     else:
         predictions = args.from_predictions

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from synvita.errors import SynvitaError
 from synvita.registry import Registry
 
 BACKENDS: Registry = Registry("text-to-video backend", required=("from_settings",))
 
 
-class SettingsError(ValueError):
+class SettingsError(SynvitaError):
     """Backend settings that cannot work; the message names the backend and the key."""
 
 

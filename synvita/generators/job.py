@@ -28,6 +28,7 @@ from synvita.config import ConfigError, dump_resolved, load_config
 from synvita.data.records import (
     MISALIGNMENTS, FieldError, SyntheticClip, Triplet, append_record, id_problem, read_manifest, write_manifest,
 )
+from synvita.errors import run_command
 from synvita.utils import path_within, stable_seed
 
 # Modules that register backends of their own into BACKENDS when imported.
@@ -345,10 +346,10 @@ def job_overrides(args: argparse.Namespace) -> list[str]:
     return list(args.overrides) + ([f"shard={args.shard}"] if args.shard else [])
 
 
-def job_main(doc: str, add_arguments, run, argv: list[str] | None) -> int:
+def job_main(name: str, doc: str, add_arguments, run, argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_command(name, run, parser.parse_args(argv))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -356,18 +357,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(GenerateConfig, args.config, job_overrides(args))
-        if cfg.backend == "import":
-            return _run_import(cfg)
-        state = process_state()
-        process = (state.process_index, state.num_processes)
-        if state.is_main_process:
-            dump_resolved(cfg, Path(cfg.output_dir) / "generate.resolved.yaml")
-        counts = run_generation(cfg, process, show_progress=state.is_local_main_process)
-    except ValueError as err:  # ConfigError, ManifestError, SettingsError: the message names the cause
-        print(f"synvita generate: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(GenerateConfig, args.config, job_overrides(args))
+    if cfg.backend == "import":
+        return _run_import(cfg)
+    state = process_state()
+    process = (state.process_index, state.num_processes)
+    if state.is_main_process:
+        dump_resolved(cfg, Path(cfg.output_dir) / "generate.resolved.yaml")
+    counts = run_generation(cfg, process, show_progress=state.is_local_main_process)
     state.wait_for_everyone()
     print(f"generate [shard {cfg.shard}, process {process[0]}/{process[1]}]: {counts['done']} done, "
           f"{counts['skipped']} skipped, {counts['failed']} failed of {counts['total']}")
@@ -380,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return job_main(__doc__, add_arguments, run, argv)
+    return job_main("generate", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from synvita.errors import SynvitaError
 from synvita.models.families import VideoLMM
 
 OWL_CON_ALPHA = 16
@@ -27,7 +28,7 @@ OWL_CON_DROPOUT = 0.05
 _LORA_KEY = re.compile(r"(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight")
 
 
-class AdapterError(ValueError):
+class AdapterError(SynvitaError):
     """An adapter that is neither a PEFT folder nor a state dict with LoRA pairs, or fits no module."""
 
 

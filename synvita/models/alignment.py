@@ -25,6 +25,7 @@ import torch
 from transformers import DynamicCache
 
 from synvita.data.video import Clip, FrameSampler, read_clip
+from synvita.errors import SynvitaError
 from synvita.models.families import VideoLMM
 from synvita.text.lcs import caption_keep_token_mask
 
@@ -36,7 +37,7 @@ Span = tuple[int, int]
 Video = np.ndarray | Clip | str | PathLike
 
 
-class VideoTokenMismatchError(ValueError):
+class VideoTokenMismatchError(SynvitaError):
     """The prompt's video tokens and the vision tower's features disagree in number."""
 
 

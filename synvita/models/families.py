@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from synvita.errors import SynvitaError
 from synvita.registry import Registry
 
 # One regex for the LLM attention projections; PEFT full-matches it against module names.
@@ -19,7 +20,7 @@ LLM_ATTENTION = r"model\.language_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|
 ANSWER_WORDS = ("Yes", "No")
 
 
-class FamilyError(ValueError):
+class FamilyError(SynvitaError):
     """A checkpoint that no family accepts, or whose tokenizer/modules break a family's assumptions."""
 
 

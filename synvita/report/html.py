@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from synvita.data.records import SyntheticClip, Triplet, WeightRow, read_jsonl, read_manifest
 from synvita.data.video import FrameSampler, VideoError, read_video
+from synvita.errors import SynvitaError
 from synvita.provenance import package_versions
 from synvita.report import plots
 from synvita.utils import atomic_write_text
@@ -30,7 +31,7 @@ SIZE_BUDGET_MB = 20
 PROVENANCE_SUMMARY = ("model", "adapter", "sampler", "frames", "num_frames", "fps", "seed", "date")
 
 
-class ReportError(RuntimeError):
+class ReportError(SynvitaError):
     pass
 
 
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
-        raise SystemExit(f"synvita report: {args.run_dir} is not a directory")
+        raise ReportError(f"{args.run_dir}: not a directory; pass a run directory")
     page = build_report(args.run_dir, args.max_clips, args.thumb_width, args.thumb_frames)
     out = args.out or args.run_dir / "report.html"
     atomic_write_text(out, page)

@@ -207,17 +207,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(ScoreConfig, args.config, job_overrides(args))
-        state = process_state()
-        process = (state.process_index, state.num_processes)
-        if state.is_main_process:
-            dump_resolved(cfg, Path(cfg.run_dir) / "score.resolved.yaml")
-        counts = run_scoring(cfg, process, device=cfg.device or state.device,
-                             show_progress=state.is_local_main_process)
-    except ValueError as err:  # ConfigError, ManifestError, MemberError...: the message names the cause
-        print(f"synvita score: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(ScoreConfig, args.config, job_overrides(args))
+    state = process_state()
+    process = (state.process_index, state.num_processes)
+    if state.is_main_process:
+        dump_resolved(cfg, Path(cfg.run_dir) / "score.resolved.yaml")
+    counts = run_scoring(cfg, process, device=cfg.device or state.device, show_progress=state.is_local_main_process)
     print(f"score [shard {cfg.shard}, process {process[0]}/{process[1]}]: {counts['scored']} scored, "
           f"{counts['cached']} cached, {counts['failed']} not decodable, of {counts['total']} clips")
     state.wait_for_everyone()
@@ -229,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return job_main(__doc__, add_arguments, run, argv)
+    return job_main("score", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

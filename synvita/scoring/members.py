@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synvita.errors import SynvitaError
 from synvita.registry import Registry
 
 DEFAULT_TEMPLATE = 'Does this figure show "{text}"? Please answer yes or no.'
@@ -26,7 +27,7 @@ YES_WORDS = ("Yes", "yes", " Yes", " yes")
 NO_WORDS = ("No", "no", " No", " no")
 
 
-class MemberError(ValueError):
+class MemberError(SynvitaError):
     """A member that cannot be built or used; the message names the member and the cause."""
 
 

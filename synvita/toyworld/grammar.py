@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 
+from synvita.errors import SynvitaError
 from synvita.toyworld.world import ACTIONS, COLOURS, RELATIONS, SHAPES, SIZES, Entity, Event, Scene
 
 PHRASINGS = ("then", "first", "after")
 NUMBERS = {1: "a", 2: "two", 3: "three"}
 
 
-class CaptionError(ValueError):
+class CaptionError(SynvitaError):
     pass
 
 

@@ -54,7 +54,7 @@ def resolve_resume(resume_from: str | None, root: Path) -> Path | None:
         return found[-1] if found else None
     path = Path(resume_from)
     if not (path / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"resume_from: {path} is not a complete checkpoint (no trainer_state.json)")
+        raise SynvitaError(f"resume_from: {path} is not a complete checkpoint (no trainer_state.json)")
     return path
 
 

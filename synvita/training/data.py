@@ -23,6 +23,7 @@ import torch
 
 from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, WeightRow, read_manifest
 from synvita.data.video import Clip, FrameSampler, read_clip
+from synvita.errors import SynvitaError
 from synvita.scoring.weights import WEIGHTINGS
 from synvita.training.config import DataConfig
 from synvita.utils import stable_seed
@@ -58,14 +59,14 @@ def _resolve(base: Path, path: str) -> Path:
 def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinReport]:
     for kind in cfg.misalignments or ():
         if kind not in MISALIGNMENTS:
-            raise ValueError(f"data.misalignments: {kind!r} is not one of {', '.join(MISALIGNMENTS)}")
+            raise SynvitaError(f"data.misalignments: {kind!r} is not one of {', '.join(MISALIGNMENTS)}")
     triplets = [
         t for t in read_manifest(cfg.triplets, Triplet)
         if (cfg.split is None or t.split == cfg.split)
         and (cfg.misalignments is None or t.misalignment in cfg.misalignments)
     ]
     if not triplets:
-        raise ValueError(f"{cfg.triplets}: no triplets left after split={cfg.split!r}, "
+        raise SynvitaError(f"{cfg.triplets}: no triplets left after split={cfg.split!r}, "
                          f"misalignments={cfg.misalignments}")
     clips_by_triplet: dict[str, list[SyntheticClip]] = {}
     weights: dict[str, tuple[float, float]] = {}
@@ -74,7 +75,7 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
         known = {c.generator for c in clips}
         unknown = sorted(set(cfg.generators or ()) - known)
         if unknown:
-            raise ValueError(f"data.generators: {unknown} not in {cfg.clips} (it has {sorted(known)})")
+            raise SynvitaError(f"data.generators: {unknown} not in {cfg.clips} (it has {sorted(known)})")
         for c in clips:
             if cfg.generators is None or c.generator in cfg.generators:
                 clips_by_triplet.setdefault(c.triplet_id, []).append(c)
@@ -134,7 +135,7 @@ def shard_positions(n: int, *, epoch: int, seed: int, batch: int, accum: int, pr
 def steps_per_epoch(n: int, *, batch: int, accum: int, processes: int) -> int:
     per_step = batch * accum * processes
     if n < per_step:
-        raise ValueError(f"{n} examples do not fill one optimizer step of {per_step} "
+        raise SynvitaError(f"{n} examples do not fill one optimizer step of {per_step} "
                          f"(batch {batch} x accumulation {accum} x {processes} processes)")
     return n // per_step
 

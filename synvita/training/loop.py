@@ -87,7 +87,7 @@ def _optimizer(cfg: TrainConfig, params):
     o = cfg.optim
     if o.optimizer == "adamw_8bit":
         if not torch.cuda.is_available():
-            raise RuntimeError("optim.optimizer=adamw_8bit needs a CUDA device (bitsandbytes); use adamw on CPU")
+            raise SynvitaError("optim.optimizer=adamw_8bit needs a CUDA device (bitsandbytes); use adamw on CPU")
         import bitsandbytes as bnb
 
         return bnb.optim.AdamW8bit(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -134,7 +134,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
 
     out = Path(cfg.output_dir)
     if cfg.missing_trackers():
-        raise RuntimeError(f"report_to: {', '.join(cfg.missing_trackers())} not installed; pip install it, "
+        raise SynvitaError(f"report_to: {', '.join(cfg.missing_trackers())} not installed; pip install it, "
                            "or set report_to=[tensorboard] or report_to=[none]")
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from synvita.config import ConfigError, load_config, to_dict
+from synvita.errors import run_command
 from synvita.training.config import TrainConfig
 
 
@@ -72,4 +73,4 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_command("train", run, parser.parse_args(argv))
