@@ -22,7 +22,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -87,6 +87,19 @@ def stable_seed(*parts: object, bits: int = 31) -> int:
     """A seed derived from names and numbers alone, identical across processes, shards and runs."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") % (1 << bits)
+
+
+# The process's umask, read once at import (reading it means setting it; not safe once threads run).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def temp_file(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """`tempfile.mkstemp`, but with the permissions the user's umask gives (mkstemp's 0600 would
+    survive the rename and hide every output from the user's group)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
 
 
 def path_within(root: str | os.PathLike, relpath: str | os.PathLike) -> Path:

@@ -366,3 +366,22 @@ def test_relative_video_paths_resolve_against_the_input_manifest(tmp_path):
     assert sorted(str(e.video) for e in examples) == sorted([str(source / "videos" / "a.mp4"), str(inside),
                                                              str(source / "videos" / "a.mp4")])
     assert all(e.video.is_file() and e.clip_path.is_file() for e in examples)
+
+
+# ---- files are created with the user's umask ----
+
+def test_outputs_get_the_users_umask_not_0600(tmp_path):
+    code = f"""
+import os
+os.umask(0o027)
+import numpy as np
+from synvita.data.records import write_manifest
+from synvita.data.video import write_video
+from synvita.utils import atomic_write_text
+atomic_write_text({str(tmp_path / 'a.json')!r}, "{{}}")
+write_manifest({str(tmp_path / 'm.jsonl')!r}, [])
+write_video({str(tmp_path / 'v.mp4')!r}, np.zeros((2, 8, 8, 3), np.uint8), 4)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == \
+        {"a.json": "0o640", "m.jsonl": "0o640", "v.mp4": "0o640"}

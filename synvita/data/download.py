@@ -14,7 +14,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from synvita.errors import SynvitaError
+from synvita.utils import temp_file
 
 VIDEOCON_GITHUB = "https://raw.githubusercontent.com/Hritikbansal/videocon/main/datasets"
 
@@ -80,7 +80,7 @@ def check_header(path: Path, header: tuple[str, ...], source: str) -> None:
 def fetch(url: str, dest: Path, header: tuple[str, ...], timeout: float) -> None:
     """Stream `url` into `dest` atomically, then check the CSV header."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    fd, tmp = temp_file(dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -127,7 +127,7 @@ def fetch_from_hub(dataset: HubDataset, name: str, dest: Path, header: tuple[str
         raise DownloadError(f"{name}: {e}; {by_hand}") from e
     check_header(Path(cached), header, page)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    fd, tmp = temp_file(dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     os.close(fd)
     shutil.copyfile(cached, tmp)
     os.replace(tmp, dest)

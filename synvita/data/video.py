@@ -8,7 +8,6 @@ pass decodes and converts only those, and stops after the last one.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +18,7 @@ import av
 import numpy as np
 
 from synvita.errors import SynvitaError
+from synvita.utils import temp_file
 
 
 class VideoError(SynvitaError):
@@ -199,7 +199,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None
         raise ValueError(f"{path}: fps must be > 0, got {fps}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4.tmp")
+    fd, tmp = temp_file(path.parent, prefix=f".{path.stem}.", suffix=".mp4.tmp")
     os.close(fd)
     try:
         with av.open(tmp, mode="w", format="mp4") as container:
