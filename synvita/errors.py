@@ -23,6 +23,23 @@ def one_line(err: BaseException) -> str:
     return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
+def failure_message(err: BaseException) -> str:
+    """A failed item's journaled error: type and message on one line (freeing the GPU after an OOM)."""
+    import torch  # imported here: most users of this module never need it
+
+    if out_of_memory(err):
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return f"out of memory: {one_line(err)}"
+    return f"{type(err).__name__}: {one_line(err)}"
+
+
+def out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
 def run_command(name: str, run, args) -> int:
     """`run(args)` under the contract: `synvita <name>: <message>` and 2 for a user-caused error."""
     try:

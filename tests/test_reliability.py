@@ -20,12 +20,13 @@ import torch
 
 from synvita.config import ConfigError, load_config
 from synvita.data.records import (
-    ManifestError, ScoreRow, SyntheticClip, Triplet, WeightRow, append_record, read_manifest, write_manifest,
+    Failure, ManifestError, ScoreRow, SyntheticClip, Triplet, WeightRow, append_record, read_manifest, write_manifest,
 )
 from synvita.data.videocon import read_llm_csv
 from synvita.data.video import write_video
 from synvita.generators.job import GenerateConfig, merge_manifest, run_generation
 from synvita.scoring.job import ScoreConfig, finalize
+from test_harness import tiny_atp  # noqa: F401  (a tiny Qwen2-VL and ATP-Hard files for three clips)
 from test_training import TINY_YAML, tiny_setup  # noqa: F401  (tiny_setup: the tiny Video-LLaVA and colour run)
 
 
@@ -385,3 +386,48 @@ write_video({str(tmp_path / 'v.mp4')!r}, np.zeros((2, 8, 8, 3), np.uint8), 4)
     subprocess.run([sys.executable, "-c", code], check=True)
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == \
         {"a.json": "0o640", "m.jsonl": "0o640", "v.mp4": "0o640"}
+
+
+# ---- per-item failures stay per item ----
+
+def test_a_caption_a_member_cannot_take_fails_that_clip_only(tmp_path, tiny_cache):
+    from synvita.scoring.job import run_scoring
+
+    run = scored_run(tmp_path)
+    (run / "scores.d").rename(run / "scores.earlier")  # score from scratch
+    # The member's own image token inside a caption: its processor cannot pair images and tokens.
+    write_jsonl(run / "triplets.jsonl", [triplet("t0")])
+    clips = read_manifest(run / "clips.jsonl", SyntheticClip)
+    clips[1].caption = "a blue <image> square"
+    write_manifest(run / "clips.jsonl", clips)
+    cfg = score_config(run, f"cache_dir={tiny_cache}", "members=[{name: m, kind: llava-1.5, model: 'tiny:llava-1.5'}]")
+    counts = run_scoring(cfg, show_progress=False)
+    assert (counts["scored"], counts["failed"]) == (1, 1)
+    (failure,) = read_manifest(run / "failed.d" / "score.shard0of1.proc0of1.jsonl", Failure)
+    assert failure.item == "gen/imported" and failure.error
+    rows, _ = finalize(cfg)
+    assert [r["clip_id"] for r in rows] == ["gen/t0_001"]
+
+
+def test_a_video_that_fails_is_journaled_and_the_evaluation_goes_on(tiny_atp, tmp_path):
+    from synvita.evaluation.harness import failures_path
+    from test_harness import run_model
+
+    root, model, ann = tiny_atp
+    videos = tmp_path / "videos"
+    shutil.copytree(root / "videos", videos)
+    broken = sorted(videos.rglob("*.mp4"))[0]
+    good = broken.read_bytes()
+    broken.write_bytes(b"not a video")
+    out = tmp_path / "out.json"
+    assert run_model(tmp_path, model, ann, out) == 0
+    counts = json.loads(out.read_text())["counts"]
+    assert (counts["pairs_failed"], counts["pairs_scored"], counts["pairs_reused"]) == (5, 10, 0)
+    (failure,) = read_manifest(failures_path(tmp_path / "out.predictions.csv"), Failure)
+    assert broken.stem in failure.item and failure.error.startswith("VideoError")
+    # Mended, the video is scored by the next run; nothing else is scored again.
+    broken.write_bytes(good)
+    assert run_model(tmp_path, model, ann, out) == 0
+    counts = json.loads(out.read_text())["counts"]
+    assert (counts["pairs_failed"], counts["pairs_scored"], counts["pairs_reused"]) == (0, 5, 10)
+    assert not failures_path(tmp_path / "out.predictions.csv").exists()

@@ -206,7 +206,16 @@ class WeightRow(_Record):
         _safe_ids(self, "triplet_id")
 
 
-R = TypeVar("R", Triplet, SyntheticClip, ScoreRow, WeightRow)
+@dataclass
+class Failure(_Record):
+    """An item (a clip, a video) a job could not process: journaled so the job goes on; rerunning
+    the job retries it."""
+
+    item: str
+    error: str
+
+
+R = TypeVar("R", Triplet, SyntheticClip, ScoreRow, WeightRow, Failure)
 
 
 def _from_json(cls: type[R], obj) -> R:

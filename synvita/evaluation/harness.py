@@ -22,8 +22,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from synvita.data.records import Failure, append_record
 from synvita.data.video import FrameSampler
-from synvita.errors import SynvitaError
+from synvita.errors import SynvitaError, failure_message
 from synvita.evaluation.benchmarks import BENCHMARKS, Pair, compute, join, load_pairs, locate_video, read_predictions
 from synvita.provenance import provenance
 from synvita.utils import atomic_write_text
@@ -63,6 +64,11 @@ def provenance_path(predictions: Path) -> Path:
     """The side-car holding the provenance of a predictions CSV: `X.predictions.json` beside
     `X.predictions.csv` (the report skips `*.predictions.json` when it collects results)."""
     return predictions.with_suffix(".json")
+
+
+def failures_path(predictions: Path) -> Path:
+    """Where the videos that failed in the last run are journaled with their errors: `X.failed.jsonl`."""
+    return predictions.with_suffix(".failed.jsonl")
 
 
 def _setup(args, sampler: FrameSampler) -> dict:
@@ -138,21 +144,28 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
             todo[p.video].append(p)
     unique = len({(p.video, p.text) for p in pairs})
     atomic_write_text(sidecar, json.dumps(provenance(**setup, pairs=unique), indent=2) + "\n")
-    scored = sum(len(v) for v in todo.values())
+    scored, failed = sum(len(v) for v in todo.values()), 0
     if todo:
         torch.manual_seed(args.seed)
         lmm = load_video_lmm(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization)
         if args.adapter:
             apply_adapter(lmm, args.adapter)
         scorer = AlignmentScorer(lmm, sampler, batch_size=args.batch_size)
+        failures = failures_path(path)
+        failures.unlink(missing_ok=True)  # this run's failures only: the earlier ones are retried
         with open(path, "a", encoding="utf-8", newline="") as f:
             for video, video_pairs in tqdm(todo.items(), desc=f"{args.benchmark}: videos", unit="video"):
-                frames = read_clip(locate_video(args.video_root, video), sampler)
-                scores = scorer.score_many(frames, [p.caption for p in video_pairs]).tolist()
+                try:
+                    frames = read_clip(locate_video(args.video_root, video), sampler)
+                    scores = scorer.score_many(frames, [p.caption for p in video_pairs]).tolist()
+                except Exception as err:  # one bad video or caption must not end the evaluation
+                    append_record(failures, Failure(item=video, error=failure_message(err)))
+                    failed += len(video_pairs)
+                    continue
                 for p, score in zip(video_pairs, scores):
                     f.write(_row(p.video, p.text, float(score)))
                 f.flush()
-    return {"pairs_reused": unique - scored, "pairs_scored": scored}
+    return {"pairs_reused": unique - scored, "pairs_scored": scored - failed, "pairs_failed": failed}
 
 
 def evaluate(args) -> dict:

@@ -28,7 +28,7 @@ from synvita.config import ConfigError, dump_resolved, load_config
 from synvita.data.records import (
     MISALIGNMENTS, FieldError, SyntheticClip, Triplet, append_record, id_problem, read_manifest, write_manifest,
 )
-from synvita.errors import run_command
+from synvita.errors import failure_message, out_of_memory, run_command
 from synvita.utils import path_within, stable_seed
 
 # Modules that register backends of their own into BACKENDS when imported.
@@ -167,31 +167,15 @@ def process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
-def _out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
-def _failure(err: BaseException) -> str:
-    import torch
-
-    if _out_of_memory(err):
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return f"out of memory: {err}"
-    return f"{type(err).__name__}: {err}"
-
-
 def _generate_batch(backend, prompts: list[str], seeds: list[int]) -> tuple[list, list[str | None]]:
     """Clips and per-clip errors for one batch. A batch that runs out of memory is tried once more as two
     halves (a clip depends only on its seed, so the clips are the same) before its clips count as failed."""
     try:
         return backend.generate(prompts, seeds), [None] * len(prompts)
     except Exception as err:  # one bad batch must not end a multi-day job
-        if len(prompts) == 1 or not _out_of_memory(err):
-            return [None] * len(prompts), [_failure(err)] * len(prompts)
-        _failure(err)  # frees the CUDA cache before the retry
+        if len(prompts) == 1 or not out_of_memory(err):
+            return [None] * len(prompts), [failure_message(err)] * len(prompts)
+        failure_message(err)  # frees the CUDA cache before the retry
     half = (len(prompts) + 1) // 2
     videos, errors = [], []
     for start in range(0, len(prompts), half):
@@ -201,7 +185,7 @@ def _generate_batch(backend, prompts: list[str], seeds: list[int]) -> tuple[list
             errors += [None] * len(prompts[part])
         except Exception as err:
             videos += [None] * len(prompts[part])
-            errors += [f"{_failure(err)} (retried at batch {half})"] * len(prompts[part])
+            errors += [f"{failure_message(err)} (retried at batch {half})"] * len(prompts[part])
     return videos, errors
 
 
@@ -265,7 +249,7 @@ def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_
                 try:
                     num_frames = _write_clip(run_dir, rel, frames, backend.fps)
                 except Exception as err:
-                    clip_error = _failure(err)
+                    clip_error = failure_message(err)
             status = "failed" if clip_error else "done"
             append_record(journal, SyntheticClip(
                 id=clip_id, triplet_id=triplet.id, caption=triplet.negative, generator=generator, seed=seed,

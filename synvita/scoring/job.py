@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from synvita.config import ConfigError, dump_resolved, load_config
-from synvita.data.records import ScoreRow, SyntheticClip, Triplet, append_record, read_manifest, write_manifest
-from synvita.data.video import FrameSampler, VideoError
+from synvita.data.records import Failure, ScoreRow, SyntheticClip, Triplet, append_record, read_manifest, write_manifest
+from synvita.data.video import FrameSampler
+from synvita.errors import failure_message, one_line
 from synvita.generators.job import (
     add_job_arguments, job_main, job_overrides, load_journals, parse_shard, process_state, split_work,
 )
@@ -100,7 +101,8 @@ def _is_cached(rows, clip_id, member, roles: dict[str, str], frames: int) -> boo
 
 def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None, show_progress=True) -> dict:
     """Score this worker's clips; returns counts {scored, cached, failed, total, decodes}.
-    A clip that does not decode is reported and left out; the next run tries it again."""
+    A clip that fails (it does not decode, a caption a member cannot take) is journaled in
+    RUN/failed.d/ with its error and left out; the job goes on, and the next run tries it again."""
     from tqdm.auto import tqdm
 
     from synvita.scoring.ensemble import sample_frames
@@ -109,7 +111,10 @@ def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None
     clips, triplets = load_inputs(cfg)
     mine = split_work(clips, parse_shard(cfg.shard), process)
     rows = read_rows(run)
-    journal = run / "scores.d" / f"shard{cfg.shard.replace('/', 'of')}.proc{process[0]}of{process[1]}.jsonl"
+    worker = f"shard{cfg.shard.replace('/', 'of')}.proc{process[0]}of{process[1]}.jsonl"
+    journal = run / "scores.d" / worker
+    failures = run / "failed.d" / f"score.{worker}"
+    failures.unlink(missing_ok=True)  # this run's failures only: the earlier ones are retried
     sampler = FrameSampler("uniform", num_frames=cfg.frames)
     loaded = {}
     counts = dict(scored=0, cached=0, failed=0, total=len(mine), decodes=0)
@@ -121,17 +126,19 @@ def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None
             counts["cached"] += 1
             continue
         counts["decodes"] += 1
-        try:
-            indices, frames = sample_frames(run / clip.path, sampler)
-        except VideoError as err:
-            counts["failed"] += 1
-            bar.write(f"score: {clip.id} left out: {err}")
-            continue
-        texts = list(roles.values())
         for spec in todo:
             if spec.name not in loaded:
                 loaded[spec.name] = load_member(spec, device or cfg.device or "cpu", cfg.cache_dir)
-            p = loaded[spec.name].p_yes(list(frames), texts)
+        try:
+            indices, frames = sample_frames(run / clip.path, sampler)
+            p_yes = {spec.name: loaded[spec.name].p_yes(list(frames), list(roles.values())) for spec in todo}
+        except Exception as err:  # one bad clip or caption must not end the job, nor every rerun
+            counts["failed"] += 1
+            append_record(failures, Failure(item=clip.id, error=failure_message(err)))
+            bar.write(f"score: {clip.id} failed, left out: {one_line(err)}")
+            continue
+        for spec in todo:
+            p = p_yes[spec.name]
             for j, (role, caption) in enumerate(roles.items()):
                 append_record(journal, ScoreRow(clip_id=clip.id, member=spec.name, role=role, caption=caption,
                                                 frames=indices, p_yes=[float(x) for x in p[:, j]]))
@@ -214,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
         dump_resolved(cfg, Path(cfg.run_dir) / "score.resolved.yaml")
     counts = run_scoring(cfg, process, device=cfg.device or state.device, show_progress=state.is_local_main_process)
     print(f"score [shard {cfg.shard}, process {process[0]}/{process[1]}]: {counts['scored']} scored, "
-          f"{counts['cached']} cached, {counts['failed']} not decodable, of {counts['total']} clips")
+          f"{counts['cached']} cached, {counts['failed']} failed (in {Path(cfg.run_dir) / 'failed.d'}; "
+          f"re-run to retry), of {counts['total']} clips")
     state.wait_for_everyone()
     if state.is_main_process:
         records, summary = finalize(cfg)
