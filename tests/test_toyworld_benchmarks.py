@@ -2,13 +2,15 @@
 
 from collections import Counter, defaultdict
 
+import numpy as np
 import pytest
 
 from synvita.data.records import Triplet, read_manifest
 from synvita.data.video import FrameSampler, read_video
 from synvita.data.videocon import read_human_csv, read_llm_csv
 from synvita.evaluation.benchmarks import read_atp_hard, read_ssv2
-from synvita.toyworld.benchmarks import TEMPLATES, held_out, write_benchmarks, write_triplets
+from synvita.toyworld.benchmarks import TEMPLATES, held_out, scenes, split, write_benchmarks, write_triplets
+from synvita.toyworld.world import random_scene
 from synvita.toyworld.grammar import parse
 
 
@@ -22,7 +24,7 @@ def test_entailment_files_read_as_videocon(bench):
     human = read_human_csv(bench / "videocon_human.csv", bench)
     assert len(llm) >= 30 and len(human) >= 15
     for t in llm + human:
-        assert held_out(parse(t.caption)) and parse(t.negative) != parse(t.caption)
+        assert split(parse(t.caption)) == "test" and parse(t.negative) != parse(t.caption)
         assert read_video(t.video, FrameSampler(num_frames=4)).shape == (4, 32, 32, 3)
     assert {t.hard for t in human} == {True, False}
     for t in human:  # the hard ones are the same events in another order
@@ -78,3 +80,36 @@ def test_base_models_pretrain_on_fresh_training_scenes_only(bench):
     assert len(set(drawn)) >= 0.95 * len(drawn)
     test_scenes = {parse(c.caption) for c in read_llm_csv(bench / "videocon_llm_entailment.csv", bench)}
     assert not test_scenes & set(drawn)
+
+
+def test_split_is_hashed_four_fifths_train_and_one_tenth_each_val_and_test():
+    """The base models' checks read validation scenes, the benchmarks test scenes: never the same."""
+    from synvita.toyworld.grammar import caption
+    from synvita.utils import stable_seed
+
+    sides = Counter(split(random_scene(f"split-{i}")) for i in range(3000))
+    assert abs(sides["train"] / 3000 - 0.8) < 0.03 and abs(sides["val"] / 3000 - 0.1) < 0.02
+    s = random_scene("split-0")
+    h = stable_seed("toyworld-split", caption(s))  # by hand: the caption's hash decides
+    assert split(s) == ("train" if h % 5 else "test" if h // 5 % 2 == 0 else "val")
+    assert held_out(s) == (split(s) != "train")
+    assert {split(x) for x in scenes("check", 30, "val")} == {"val"}
+    with pytest.raises(ValueError, match="unknown split"):
+        scenes("check", 3, "dev")
+
+
+def test_heldout_checks_pair_each_caption_with_its_own_negatives():
+    from synvita.toyworld.basemodels import STATIC_KINDS, heldout_aucs
+
+    seen = []
+
+    def oracle(clip, texts):  # two "frames" per clip: the own caption (first) scores highest on both
+        seen.append(texts)
+        return np.array([[1.0] + [0.0] * (len(texts) - 1), [0.9] + [0.1] * (len(texts) - 1)])
+
+    out = heldout_aucs(oracle, frames=2, clip_size=16, kinds=STATIC_KINDS, n=12)
+    assert set(out) == {"easy", "hard", *STATIC_KINDS} and set(out.values()) == {100.0}
+    assert all(parse(t[0]) != parse(x) for t in seen for x in t[1:])
+    assert all(split(parse(t[0])) == "val" for t in seen)
+    constant = heldout_aucs(lambda clip, texts: np.ones(len(texts)), 2, 16, ("flip",), n=12)
+    assert constant == {"easy": 50.0, "hard": 50.0, "flip": 50.0}

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from synvita.data.records import MISALIGNMENTS
 from synvita.data.video import FrameSampler
 from synvita.toyworld.benchmarks import held_out, scenes
 from synvita.toyworld.grammar import PHRASINGS, caption
@@ -41,7 +42,7 @@ from synvita.utils import atomic_write_text
 CAPTION_QUESTION = "Describe the video.{text}"
 STATIC_KINDS = ("attribute", "object", "count", "relation", "hallucination")  # visible in one frame
 PLAIN = Style("plain")  # members also see flat renderings, as image VLMs see clip art
-VERSION = 2  # bump when the training code changes what a cached model would be
+VERSION = 3  # bump when the training code changes what a cached model would be
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,10 @@ class LmmSettings:
 class MemberSettings:
     kinds: tuple[str, ...] = ("llava-1.5", "qwen2-vl-image")
     size: str = "toy"
-    steps: int = 450
+    steps: int = 600
     batch: int = 16  # clips per step, as for LmmSettings
-    lr: float = 1e-3
+    lr: float = 2e-3
+    hard_share: float = 0.75  # of the No examples: a frame-visible hard negative (else another clip's caption)
     frames: int = 8
     clip_size: int = 48
     seed: int = 0
@@ -91,8 +93,9 @@ def _answer_id(tokenizer, word: str) -> int:
     return ids[0] if len(ids) == 1 else tokenizer(word, add_special_tokens=False).input_ids[0]
 
 
-def _fit(model, sample, steps: int, lr: float, seed: int, desc: str) -> list[float]:
-    """AdamW with warmup + cosine; loss = mean over examples of each one's mean answer-token NLL."""
+def _fit(model, sample, steps: int, lr: float, seed: int, desc: str, probe=None, probe_every: int = 0) -> list[float]:
+    """AdamW with warmup + cosine; loss = mean over examples of each one's mean answer-token NLL.
+    `probe()` (held-out numbers) runs every `probe_every` steps and shows in the progress bar."""
     from transformers import get_cosine_schedule_with_warmup
 
     torch.manual_seed(seed)
@@ -123,6 +126,10 @@ def _fit(model, sample, steps: int, lr: float, seed: int, desc: str) -> list[flo
         opt.zero_grad()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if probe is not None and probe_every and len(losses) % probe_every == 0:
+            model.eval()
+            bar.write(f"{desc} step {len(losses)}: {json.dumps(probe())}")
+            model.train()
     model.eval()
     return losses
 
@@ -139,13 +146,14 @@ def _save(model, processor, out: Path, info: dict) -> Path:
     return out
 
 
-def _fresh_clips(tag: str, frames: int, size: int, styles=(REAL,)):
+def _fresh_clips(tag: str, frames: int, size: int, styles=(REAL,), pick=None):
     """Endless (scene, clip) pairs of training-side scenes, a new scene at every draw. Trained on a
-    fixed few hundred scenes, the base models memorised them and stayed at chance on held-out ones."""
+    fixed few hundred scenes, the base models memorised them and stayed at chance on held-out ones.
+    `pick(i)`: the frames to render of the i-th clip (default all)."""
     for i in itertools.count():
         s = random_scene(f"{tag}-{i}")
-        if not held_out(s):
-            yield s, render(s, styles[i % len(styles)], i, frames, size)
+        if not held_out(s):  # neither validation nor test scenes
+            yield s, render(s, styles[i % len(styles)], i, frames, size, pick and pick(i))
 
 
 def _spoken(s, rng: random.Random) -> str:
@@ -176,8 +184,9 @@ def _lmm_path(settings: LmmSettings, cache) -> Path:
 
 
 def _member_paths(settings: MemberSettings, cache) -> dict[str, Path]:
-    key = settings_key(settings)
-    return {_member_name(k): cache_root(cache) / f"member-{k}-{key}" for k in settings.kinds}
+    # each member trains alone (its own seed and scene stream), so each is keyed without the others
+    return {_member_name(k): cache_root(cache) / f"member-{k}-{settings_key(dataclasses.replace(settings, kinds=(k,)))}"
+            for k in settings.kinds}
 
 
 def _built(path: Path) -> bool:
@@ -205,8 +214,14 @@ def base_models(lmm: LmmSettings, members: MemberSettings, cache: str | Path | N
         return video.result(), image.result()
 
 
-def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | None = None) -> Path:
-    """The pretrained tiny video LMM (built and cached on first use)."""
+def _lmm_check(scorer, settings: LmmSettings) -> dict:
+    return heldout_aucs(scorer.score_many, settings.frames, settings.clip_size, MISALIGNMENTS)
+
+
+def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | None = None,
+                  probe_every: int = 0) -> Path:
+    """The pretrained tiny video LMM (built and cached on first use); `probe_every` N steps, the
+    held-out checks are printed."""
     out = _lmm_path(settings, cache)
     if _built(out):
         return out
@@ -241,33 +256,41 @@ def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | Non
                     _answer(prompts[b], yes, visual[b]), _answer(prompts[a], no, visual[b])]
         return out
 
-    losses = _fit(lmm.model, sample, settings.steps, settings.lr, settings.seed, "toy LMM: pretraining")
+    losses = _fit(lmm.model, sample, settings.steps, settings.lr, settings.seed, "toy LMM: pretraining",
+                  lambda: _lmm_check(scorer, settings), probe_every)
     shutil.rmtree(out.with_name(out.name + ".init"))
     return _save(lmm.model, lmm.processor, out, {"settings": dataclasses.asdict(settings),
                                                  "final_loss": float(np.mean(losses[-50:])),
-                                                 "heldout_easy_auc": heldout_easy_auc(
-                                                     scorer.score_many, settings.frames, settings.clip_size)})
+                                                 "heldout": _lmm_check(scorer, settings)})
 
 
-def heldout_easy_auc(score, frames: int, clip_size: int, n: int = 48) -> float:
-    """AUC of `score(clip, texts)` at telling held-out clips' own captions from another held-out
-    clip's caption: the task pretraining teaches, so a model that learnt nothing scores about 50."""
+def heldout_aucs(score, frames: int, clip_size: int, kinds=(), n: int = 48) -> dict:
+    """Validation-split AUCs (in points) of `score(clip, texts)`, an array (items, len(texts)): one
+    row per clip for the LMM, one per scored frame for a member (per-frame AUC). "easy": the clip's
+    own caption against another clip's caption (the task pretraining teaches: about 50 if nothing was
+    learnt); each of `kinds`: own caption against its hard negative of that kind; "hard": the kinds pooled."""
     from synvita.evaluation.metrics import roc_auc
 
-    test = scenes("pretrain-check", n, test=True)
-    f_own, f_other = [], []
-    for i, s in enumerate(test):
-        own, other = score(render(s, REAL, i, frames, clip_size), [caption(s), caption(test[(i + 1) % n])])
-        f_own.append(float(own))
-        f_other.append(float(other))
-    return roc_auc([1] * n + [0] * n, f_own + f_other)
+    check = scenes("pretrain-check", n, "val")
+    pos, neg = {}, {}
+    for i, s in enumerate(check):
+        hard = {k: negative(s, k, random.Random(f"check-{i}-{k}")) for k in kinds}
+        hard = {k: v for k, v in hard.items() if v is not None}
+        texts = [caption(s), caption(check[(i + 1) % n]), *map(caption, hard.values())]
+        f = np.asarray(score(render(s, REAL, i, frames, clip_size), texts), dtype=float).reshape(-1, len(texts))
+        for name, col in [("easy", 1), *((k, 2 + j) for j, k in enumerate(hard))]:
+            for group in {name, "hard" if name != "easy" else name}:
+                pos.setdefault(group, []).extend(f[:, 0])
+                neg.setdefault(group, []).extend(f[:, col])
+    return {g: round(roc_auc([1] * len(pos[g]) + [0] * len(neg[g]), [*pos[g], *neg[g]]), 1) for g in pos}
 
 
 def _member_name(kind: str) -> str:
     return {"qwen2-vl-image": "qwen2-vl"}.get(kind, kind)  # builder name -> MEMBERS kind
 
 
-def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path | None = None) -> dict[str, Path]:
+def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path | None = None,
+                probe_every: int = 0) -> dict[str, Path]:
     """{member kind: checkpoint folder} of the trained tiny image VLMs (built and cached on first use)."""
     paths = _member_paths(settings, cache)
     todo = [k for k in settings.kinds if not _built(paths[_member_name(k)])]
@@ -294,15 +317,16 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
         tell = (proc(images=[frame0], text=[tell_pre], return_tensors="pt").input_ids[0].tolist()
                 + tok(tell_post, add_special_tokens=False).input_ids)
         yes, no = _answer_id(tok, "Yes"), _answer_id(tok, "No")
+        frame_rng = random.Random(settings.seed)
         stream = _fresh_clips(f"members-{settings.seed}", settings.frames, settings.clip_size,
-                              styles=(REAL, REAL, PLAIN))
+                              styles=(REAL, REAL, PLAIN), pick=lambda i: [frame_rng.choice(list(picks))])
 
         def types(ids: list[int]) -> list[int] | None:
             return [int(t == image_id) for t in ids] if qwen else None
 
         def sample(r: random.Random) -> list[_Example]:
             clips = [next(stream) for _ in range(settings.batch)]
-            px = proc.image_processor(images=[c[picks[r.randrange(len(picks))]] for _, c in clips],
+            px = proc.image_processor(images=[c[0] for _, c in clips],
                                       return_tensors="pt")
             if qwen:  # patches of all frames in one tensor, split by grid
                 ends = np.cumsum([0] + [int(g.prod()) for g in px["image_grid_thw"]])
@@ -320,17 +344,21 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
             def wrong(i: int, other: int) -> str:
                 # half the time a negative that changes what the frame shows, else the partner's caption
                 hard = [n for k in STATIC_KINDS if (n := negative(clips[i][0], k, r)) is not None]
-                return caption(r.choice(hard)) if hard and r.random() < 0.5 else texts[other]
+                return caption(r.choice(hard)) if hard and r.random() < settings.hard_share else texts[other]
 
             for a, b in _entailment_pairs(settings.batch):
                 out_ += [asked(texts[a], yes, visual[a]), asked(wrong(a, b), no, visual[a]),
                          asked(texts[b], yes, visual[b]), asked(wrong(b, a), no, visual[b])]
             return out_
 
-        losses = _fit(member.model, sample, settings.steps, settings.lr, settings.seed, f"member {kind}: training")
+        def check() -> dict:  # per frame, on the frames scoring looks at
+            return heldout_aucs(lambda clip, texts: member.p_yes([clip[f] for f in picks], texts),
+                                settings.frames, settings.clip_size, STATIC_KINDS)
+
+        losses = _fit(member.model, sample, settings.steps, settings.lr, settings.seed, f"member {kind}: training",
+                      check, probe_every)
         shutil.rmtree(init)
-        auc = heldout_easy_auc(lambda clip, texts: member.p_yes([clip[f] for f in picks], texts).mean(0),
-                               settings.frames, settings.clip_size)
-        _save(member.model, proc, out, {"settings": dataclasses.asdict(settings), "kind": kind,
-                                        "final_loss": float(np.mean(losses[-50:])), "heldout_easy_auc": auc})
+        _save(member.model, proc, out, {"settings": dataclasses.asdict(dataclasses.replace(settings, kinds=(kind,))),
+                                        "kind": kind,
+                                        "final_loss": float(np.mean(losses[-50:])), "heldout": check()})
     return paths

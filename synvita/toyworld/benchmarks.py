@@ -1,7 +1,8 @@
 """Toy-world data in the published formats: held-out benchmarks and the training triplets.
 
-Scenes are split by a hash of their caption (`held_out`), so no benchmark scene is ever a
-pretraining or training scene, however many of either are drawn. Every clip here is in the
+Scenes are split by a hash of their caption (`split`): 4 in 5 train, 1 in 10 validation (the base
+models' held-out checks, anything one may tune on), 1 in 10 test (the benchmarks only). No benchmark
+scene is ever a pretraining, validation or training scene, however many of any are drawn. Every clip here is in the
 "real" style. The files are the ones `synvita.evaluation` and `synvita.data` read for the real
 benchmarks, with the same columns:
   videocon_llm_entailment.csv   source,videopath,caption,neg_caption,split,misalignment
@@ -27,7 +28,7 @@ from synvita.data.video import write_video
 from synvita.toyworld.grammar import _clause, _noun, caption
 from synvita.toyworld.negatives import negative
 from synvita.toyworld.render import REAL, render
-from synvita.toyworld.world import ACTIONS, Event, Scene, random_entity, random_scene
+from synvita.toyworld.world import ACTIONS, MAX_OBJECTS, Event, Scene, random_entity, random_scene
 from synvita.utils import atomic_write_text, stable_seed
 
 # mPLUG-Owl's prompt, exactly as VideoCon's SSv2 and ATP-Hard CSVs carry it.
@@ -35,19 +36,27 @@ PROMPT = ("The following is a conversation between a curious human and AI assist
           "helpful, detailed, and polite answers to the user's questions.\nHuman: <|video|>\nHuman: Does this "
           'video entail the description: "{}"?\nAI: ')
 FPS = 8.0
-HELD_OUT_SHARE = 5  # one scene in five belongs to the benchmarks
+HELD_OUT_SHARE = 5  # one scene in five is held out from training: half validation, half test
+SPLITS = ("train", "val", "test")
+
+
+def split(scene: Scene) -> str:
+    h = stable_seed("toyworld-split", caption(scene))
+    return "train" if h % HELD_OUT_SHARE else ("test" if h // HELD_OUT_SHARE % 2 == 0 else "val")
 
 
 def held_out(scene: Scene) -> bool:
-    return stable_seed("toyworld-split", caption(scene)) % HELD_OUT_SHARE == 0
+    return split(scene) != "train"
 
 
-def scenes(tag: str, n: int, test: bool, keep=lambda s: True) -> list[Scene]:
-    """`n` distinct scenes of one side of the split, drawn from seeds `tag-0`, `tag-1`, ..."""
+def scenes(tag: str, n: int, side: str, keep=lambda s: True) -> list[Scene]:
+    """`n` distinct scenes of one side of the split (`SPLITS`), drawn from seeds `tag-0`, `tag-1`, ..."""
+    if side not in SPLITS:
+        raise ValueError(f"unknown split {side!r}; known: {', '.join(SPLITS)}")
     out, seen = [], set()
     for i in itertools.count():
         s = random_scene(f"{tag}-{i}")
-        if held_out(s) == test and keep(s) and s not in seen:
+        if split(s) == side and keep(s) and s not in seen:
             seen.add(s)
             out.append(s)
             if len(out) == n:
@@ -78,7 +87,7 @@ def _negatives(scene: Scene, i: int, want: int) -> list[tuple[str, Scene]]:
 
 def llm_entailment(root: Path, n: int, frames: int, size: int) -> Path:
     rows = []
-    for i, s in enumerate(tqdm(scenes("llm", n, True), desc="toy videocon-llm", leave=False)):
+    for i, s in enumerate(tqdm(scenes("llm", n, "test"), desc="toy videocon-llm", leave=False)):
         rel = f"videos/llm_{i:04d}.mp4"
         _write_clip(root, rel, s, frames, size)
         rows += [["toyworld", rel, caption(s), caption(neg), "test", kind] for kind, neg in _negatives(s, i, 2)]
@@ -90,7 +99,7 @@ def llm_entailment(root: Path, n: int, frames: int, size: int) -> Path:
 def human(root: Path, n: int, frames: int, size: int) -> Path:
     """Rephrased captions; half the rows negate the event order (hard), half anything else."""
     rows = []
-    for i, s in enumerate(tqdm(scenes("human", n, True, lambda s: len(s.events) > 1), desc="toy videocon-human",
+    for i, s in enumerate(tqdm(scenes("human", n, "test", lambda s: len(s.events) > 1), desc="toy videocon-human",
                                leave=False)):
         rel = f"human_{i:04d}.mp4"  # VideoCon-Human's videos are looked up by file name under the root
         _write_clip(root, rel, s, frames, size)
@@ -111,7 +120,7 @@ def human(root: Path, n: int, frames: int, size: int) -> Path:
 _PAIRS = [("move left", "grow"), ("move right", "shrink"), ("move up", "spin"), ("move down", "jump"),
           ("grow", "spin"), ("shrink", "jump"), ("move left", "move up"), ("spin", "jump"), ("grow", "move down")]
 TEMPLATES = [p for a, b in _PAIRS for p in ((a, b), (b, a))]
-CLIPS_PER_TEMPLATE = 12
+CLIPS_PER_TEMPLATE = 12  # 216 candidates per query, the count the harness (calc_ssv2.py) requires
 
 
 def template_text(actions: tuple[str, ...]) -> str:
@@ -125,9 +134,10 @@ def ssv2_temporal(root: Path, frames: int, size: int) -> Path:
         rng = random.Random(f"ssv2-{t}")
         made = 0
         while made < CLIPS_PER_TEMPLATE:
-            e = random_entity(rng, set(), 1)
+            # groups too: 40 single objects per template, 1 in 10 of them test, can all miss the test split
+            e = random_entity(rng, set(), MAX_OBJECTS)
             s = Scene((e,), tuple(Event(0, a) for a in actions))
-            if not held_out(s):
+            if split(s) != "test":
                 continue
             rel = f"videos/ssv2_{t:02d}_{made:02d}.mp4"
             _write_clip(root, rel, s, frames, size)
@@ -180,7 +190,7 @@ def _question(scene: Scene, rng: random.Random) -> tuple[str, str, str, list[str
 def atp_hard(root: Path, n: int, frames: int, size: int) -> tuple[Path, Path]:
     keep = lambda s: any(ev.action in _OUTCOME for ev in s.events)  # noqa: E731
     eval_rows, qa_rows = [], []
-    for i, s in enumerate(tqdm(scenes("atp", n, True, keep), desc="toy atp-hard", leave=False)):
+    for i, s in enumerate(tqdm(scenes("atp", n, "test", keep), desc="toy atp-hard", leave=False)):
         rng = random.Random(f"atp-{i}")
         q = _question(s, rng)
         if q is None:
@@ -218,7 +228,7 @@ def write_triplets(run: str | Path, n_scenes: int, negatives_per_scene: int = 2,
     paths relative to RUN as manifests allow, so the run folder can move."""
     run = Path(run)
     records = []
-    for i, s in enumerate(tqdm(scenes("train", n_scenes, False), desc="toy triplets", leave=False)):
+    for i, s in enumerate(tqdm(scenes("train", n_scenes, "train"), desc="toy triplets", leave=False)):
         rel = f"toy/videos/train_{i:05d}.mp4"
         _write_clip(run, rel, s, frames, size)
         for kind, neg in _negatives(s, i, negatives_per_scene):

@@ -15,18 +15,20 @@ and the mean f̄(V^s,t^s) − f̄(V^s,t^r) per misalignment type.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import json
-import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from synvita.toyworld.basemodels import LmmSettings, MemberSettings, base_models
+from synvita.data.records import MISALIGNMENTS
+from synvita.toyworld.basemodels import STATIC_KINDS, LmmSettings, MemberSettings, base_models
 from synvita.toyworld.benchmarks import write_benchmarks, write_triplets
 from synvita.toyworld.generator import PROFILES
 from synvita.utils import atomic_write_text
@@ -35,13 +37,30 @@ FRAMES, SIZE = 8, 48
 # benchmark -> (metric key in the harness output, column title)
 COLUMNS = {"videocon-llm": ("auc", "VideoCon-LLM AUC"), "videocon-human": ("auc_hard", "Human-Hard AUC"),
            "ssv2-temporal": ("mAP", "SSv2-Temporal mAP"), "atp-hard": ("accuracy", "ATP-Hard acc")}
-# row -> training overrides (None: the base model itself)
-ROWS = {
-    "off-the-shelf": None,
-    "VideoCon-style (L_real)": {"data.clips": None, "data.weights": None, "loss.syn": False, "loss.scr": False},
-    "+ synthetic, fixed w": {"loss.weighting": "fixed", "loss.syn": True, "loss.scr": False},
-    "SynViTA (margin w + L_scr)": {"loss.weighting": "margin", "loss.syn": True, "loss.scr": True},
-}
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    slug: str
+    overrides: dict | None  # training overrides; None: the base model itself
+    weights: str = ""  # "" the scored weights; "shuffled" / "inverted": a copy changed so (`weight_variant`)
+    swap_labels: bool = False  # a deliberate break: L_syn and the z=s hinge with Yes and No swapped
+
+
+SYN = {"loss.weighting": "margin", "loss.syn": True, "loss.scr": True}
+BASE = Row("off-the-shelf", "base", None)
+BASELINE = Row("VideoCon-style (L_real)", "videocon",
+               {"data.clips": None, "data.weights": None, "loss.syn": False, "loss.scr": False})
+SYNVITA = Row("SynViTA (margin w + L_scr)", "synvita", SYN)
+ROWS = (BASE, BASELINE,
+        Row("+ synthetic, fixed w (no L_scr)", "fixed", {**SYN, "loss.weighting": "fixed", "loss.scr": False}),
+        Row("+ synthetic, margin w (no L_scr)", "margin", {**SYN, "loss.scr": False}),
+        SYNVITA,
+        Row("control: shuffled margin w + L_scr", "shuffled", SYN, weights="shuffled"))
+# `synvita demo --check`: SynViTA broken on purpose; each must come out worse than SYNVITA.
+MUTANTS = (Row("broken: inverted w (1 - margin) + L_scr", "inverted", SYN, weights="inverted"),
+           Row("broken: swapped synthetic Yes/No + L_scr", "swapped", SYN, swap_labels=True))
 STAGES = {"generate": "synvita.generators.job", "score": "synvita.scoring.job", "train": "synvita.training.recipe",
           "evaluate": "synvita.evaluation.harness", "report": "synvita.report.html"}
 
@@ -55,19 +74,26 @@ class Scale:
     members: MemberSettings
     train_steps: int
     batch: int = 4
-    lr: float = 5e-4
+    lr: float = 2e-3
     seeds: int = 3
+    reps: int = 200  # bootstrap replicates
 
 
-FULL = Scale(train_scenes=80, negatives_per_scene=2, bench=dict(n_llm=60, n_human=50, n_atp=60),
-             lmm=LmmSettings(), members=MemberSettings(), train_steps=20)
+FULL = Scale(train_scenes=160, negatives_per_scene=3, bench=dict(n_llm=250, n_human=300, n_atp=400),
+             lmm=LmmSettings(), members=MemberSettings(), train_steps=120)
 QUICK = Scale(train_scenes=12, negatives_per_scene=1, bench=dict(n_llm=8, n_human=8, n_atp=8),
               lmm=LmmSettings(steps=12, batch=4), members=MemberSettings(steps=8, batch=4), train_steps=2,
-              seeds=1)
+              seeds=1, reps=20)
+# --check: the full base models (one cache with `make demo`), smaller data, one seed.
+CHECK = Scale(train_scenes=100, negatives_per_scene=3, bench=dict(n_llm=150, n_human=8, n_atp=8),
+              lmm=LmmSettings(), members=MemberSettings(), train_steps=120, seeds=1, reps=100)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a one-minute smoke version (tiny sizes, 1 seed)")
+    parser.add_argument("--check", action="store_true",
+                        help="the mutation check: a reduced run that must show fine-tuning and weight quality "
+                             "working, and two deliberate breaks of SynViTA moving the numbers the wrong way")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory for every stage's files")
     parser.add_argument("--seeds", type=int, help="training seeds per row (default 3, --quick 1)")
     parser.add_argument("--cache", type=Path, help="base-model cache (default $SYNVITA_CACHE or ~/.cache/synvita)")
@@ -105,32 +131,109 @@ def score(run: Path, members: dict[str, Path]) -> None:
     _synvita("score", "--config", cfg)
 
 
-def weight_quality(run: Path) -> dict:
-    """AUC of each weighting (faithful vs not, per ground truth) and the mean gap per misalignment type."""
-    from sklearn.metrics import roc_auc_score
-
-    from synvita.data.records import SyntheticClip, WeightRow, read_manifest
-
-    truth = {}
+def _truth(run: Path) -> dict:
+    out = {}
     for line in (run / "toy" / "ground_truth.jsonl").read_text().splitlines():
         row = json.loads(line)
-        truth[row["generator"], row["prompt"], row["seed"]] = row["faithful"]
-    clips = {c.id: c for c in read_manifest(run / "clips.jsonl", SyntheticClip) if c.status == "done"}
-    rows = read_manifest(run / "weights.jsonl", WeightRow)
-    faithful = [truth[clips[r.clip_id].generator, clips[r.clip_id].caption, clips[r.clip_id].seed] for r in rows]
-    out = {"clips": len(rows), "faithful_share": sum(faithful) / len(rows), "auc": {}, "gap": {}}
-    if 0 < sum(faithful) < len(rows):
-        for name in rows[0].weights:
-            out["auc"][name] = 100 * roc_auc_score(faithful, [r.weights[name] for r in rows])
-    for kind in sorted({r.misalignment for r in rows}):
-        gaps = [r.f_target - r.f_real for r in rows if r.misalignment == kind]
-        faith = [f for f, r in zip(faithful, rows) if r.misalignment == kind]
-        out["gap"][kind] = {"mean": statistics.mean(gaps), "n": len(gaps), "faithful_share": sum(faith) / len(faith)}
+        out[row["generator"], row["prompt"], row["seed"]] = row["faithful"]
     return out
 
 
-def train(run: Path, base: Path, scale: Scale, row: str, seed: int) -> Path:
-    name = f"{_slug(row)}-seed{seed}"
+def _auc(faithful: list[bool], w: list[float], keep: list[bool]) -> float | None:
+    """AUC (points) of w at telling faithful clips among the kept ones; None without both kinds."""
+    from synvita.evaluation.metrics import roc_auc
+
+    f = [x for x, k in zip(faithful, keep) if k]
+    return round(roc_auc(f, [x for x, k in zip(w, keep) if k]), 1) if 0 < sum(f) < len(f) else None
+
+
+def weight_quality(run: Path, variants=("shuffled",)) -> dict:
+    """Per weighting (and per changed copy of the margin weights): ROC AUC at telling faithful clips
+    from unfaithful ones by the generators' ground truth, overall, on the frame-visible types, and
+    per misalignment type; plus the Fig. 5.2 analogue, f̄(V^s,t^s) − f̄(V^s,t^r) per type x generator."""
+    from synvita.data.records import SyntheticClip, WeightRow, read_manifest
+    from synvita.scoring.weights import WEIGHTINGS
+
+    truth = _truth(run)
+    clips = {c.id: c for c in read_manifest(run / "clips.jsonl", SyntheticClip) if c.status == "done"}
+    rows = read_manifest(run / "weights.jsonl", WeightRow)
+    faithful = [truth[clips[r.clip_id].generator, clips[r.clip_id].caption, clips[r.clip_id].seed] for r in rows]
+    weightings = {name: [r.weights[name] for r in rows] for name in rows[0].weights}
+    for v in variants:
+        changed = {r.clip_id: r for r in read_manifest(weight_variant(run, v), WeightRow)}
+        weightings[f"margin ({v})"] = [float(WEIGHTINGS.get("margin")(changed[r.clip_id].f_target,
+                                                                       changed[r.clip_id].f_real)) for r in rows]
+    kinds = sorted({r.misalignment for r in rows})
+    quality = {}
+    for name, w in weightings.items():
+        q = {"overall": _auc(faithful, w, [True] * len(rows)),
+             "frame-visible": _auc(faithful, w, [r.misalignment in STATIC_KINDS for r in rows])}
+        quality[name] = q | {kind: _auc(faithful, w, [r.misalignment == kind for r in rows]) for kind in kinds}
+    gaps = {}
+    for kind in kinds:
+        for gen in PROFILES:
+            sel = [(r.f_target - r.f_real, f) for r, f in zip(rows, faithful) if r.misalignment == kind and r.generator == gen]
+            if sel:
+                g = np.array([x for x, _ in sel])
+                gaps.setdefault(kind, {})[gen] = {
+                    "n": len(sel), "faithful_share": round(sum(f for _, f in sel) / len(sel), 3),
+                    "mean": float(g.mean()), "p10": float(np.percentile(g, 10)), "p50": float(np.median(g)),
+                    "p90": float(np.percentile(g, 90)),
+                    "mean_faithful": float(np.mean([x for x, f in sel if f])) if any(f for _, f in sel) else None,
+                    "mean_unfaithful": float(np.mean([x for x, f in sel if not f])) if not all(f for _, f in sel) else None}
+    return {"clips": len(rows), "faithful_share": sum(faithful) / len(rows), "quality": quality, "gap": gaps}
+
+
+def weight_variant(run: Path, variant: str) -> Path:
+    """RUN/weights_<variant>.jsonl: the scored weights changed so that the margin weighting gives
+    "shuffled": another clip's w (the same distribution, no information about this clip);
+    "inverted": 1 − w (a deliberate break: trusts the clips the ensemble distrusts)."""
+    import random
+
+    from synvita.data.records import WeightRow, read_manifest, write_manifest
+    from synvita.scoring.weights import WEIGHTINGS
+
+    path = run / f"weights_{variant}.jsonl"
+    if path.is_file():
+        return path
+    rows = read_manifest(run / "weights.jsonl", WeightRow)
+    if variant == "shuffled":
+        scores = [(r.f_target, r.f_real) for r in rows]
+        random.Random("shuffled-weights").shuffle(scores)
+    elif variant == "inverted":  # margin(f_t, f_r) = max(0, f_t − f_r); with f_r = 0 it is f_t = 1 − w
+        scores = [(1 - float(WEIGHTINGS.get("margin")(r.f_target, r.f_real)), 0.0) for r in rows]
+    else:
+        raise ValueError(f"unknown weight variant {variant!r}")
+    changed = [dataclasses.replace(r, f_target=t, f_real=f, members={},
+                                   weights={k: float(WEIGHTINGS.get(k)(t, f)) for k in r.weights})
+               for r, (t, f) in zip(rows, scores)]
+    write_manifest(path, changed)
+    return path
+
+
+@contextlib.contextmanager
+def _swapped_synthetic_labels():
+    """Train with the synthetic views' Yes and No swapped: (V^s,t^s) plays the negative and
+    (V^s,t^r) the positive, in L_syn and in the z=s hinge. A deliberate break for --check."""
+    from synvita.training import loop
+
+    right = loop.synvita_objective
+
+    def swapped(views, w, **kwargs):
+        views = dict(views)
+        if "ss" in views:
+            views["ss"], views["sr"] = views["sr"], views["ss"]
+        return right(views, w, **kwargs)
+
+    loop.synvita_objective = swapped
+    try:
+        yield
+    finally:
+        loop.synvita_objective = right
+
+
+def train(run: Path, base: Path, scale: Scale, row: Row, seed: int) -> Path:
+    name = f"{row.slug}-seed{seed}"
     settings = {
         "model": {"name_or_path": base, "gradient_checkpointing": False},
         "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
@@ -142,104 +245,209 @@ def train(run: Path, base: Path, scale: Scale, row: str, seed: int) -> Path:
         "mixed_precision": "no", "seed": seed, "log_every": 10, "save_every": 100000,
         "output_dir": run / "train" / name,
     }
+    if row.weights:
+        settings["data"]["weights"] = weight_variant(run, row.weights)
     cfg = _yaml(run / "configs" / f"train_{name}.yaml", settings)
     overrides = [f"{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
-                 for k, v in ROWS[row].items()]
+                 for k, v in row.overrides.items()]
     checkpoints = sorted((run / "train" / name / "checkpoints").glob("*/adapter"))
     if not checkpoints:  # the only checkpoint is the final one (save_every is larger than the run)
-        _synvita("train", "--config", cfg, *overrides)
+        with _swapped_synthetic_labels() if row.swap_labels else contextlib.nullcontext():
+            _synvita("train", "--config", cfg, *overrides)
         checkpoints = sorted((run / "train" / name / "checkpoints").glob("*/adapter"))
     if not checkpoints:
         raise RuntimeError(f"{run / 'train' / name}: training wrote no adapter")
     return checkpoints[-1]
 
 
-def evaluate(run: Path, base: Path, adapter: Path | None, name: str) -> dict:
+def evaluate(run: Path, base: Path, adapter: Path | None, name: str, benches=tuple(COLUMNS)) -> dict:
+    """{benchmark: (metric, predictions CSV)} of one model on the toy benchmarks."""
     scores = {}
-    for bench, (key, _) in COLUMNS.items():
+    for bench in benches:
         out = run / "eval" / name / f"{bench}.json"
         if not out.is_file():
             _synvita("evaluate", "--benchmark", bench, "--annotations", run / "benchmarks", "--model", base,
                      *(["--adapter", adapter] if adapter else []), "--video-root", run / "benchmarks",
                      "--frames", FRAMES, "--out", out)
-        scores[bench] = json.loads(out.read_text())[key]
+        result = json.loads(out.read_text())
+        scores[bench] = (result[COLUMNS[bench][0]], Path(result["predictions"]))
     return scores
 
 
-def _slug(row: str) -> str:
-    return {"off-the-shelf": "base", "VideoCon-style (L_real)": "videocon", "+ synthetic, fixed w": "fixed",
-            "SynViTA (margin w + L_scr)": "synvita"}[row]
+def statistics_of(run: Path, evals: dict, reps: int, against: Row = BASELINE, versus=(SYNVITA,)) -> dict:
+    """{"table": row -> benchmark -> Estimate, "paired": "A − B" -> benchmark -> Estimate, "items": sizes}."""
+    from synvita.toyworld.stats import paired_difference, replicates, seed_mean
+
+    table, paired, items = {}, {}, {}
+    benches = {b for per_seed in evals.values() for e in per_seed for b in e}
+    for bench in [b for b in COLUMNS if b in benches]:
+        files = [(row, i, e[bench][1]) for row, per_seed in evals.items() for i, e in enumerate(per_seed)]
+        reps_all = replicates(bench, run / "benchmarks", [f for *_, f in files], COLUMNS[bench][0], reps)
+        by_row = {}
+        for row in evals:
+            cols = [j for j, (r, *_) in enumerate(files) if r == row]
+            by_row[row] = ([evals[row][i][bench][0] for i in range(len(cols))], reps_all[:, cols])
+            table.setdefault(row, {})[bench] = seed_mean(*by_row[row])
+        for row in versus:
+            if row.name in by_row and against.name in by_row:
+                paired.setdefault(f"{row.name} − {against.name}", {})[bench] = paired_difference(
+                    *by_row[row.name], *by_row[against.name])
+        from synvita.evaluation.benchmarks import load_pairs
+
+        items[bench] = len({p.video for p in load_pairs(bench, run / "benchmarks")})
+    return {"table": table, "paired": paired, "items": items}
 
 
-def format_table(results: dict, quality: dict | None) -> str:
-    lines = ["| row | " + " | ".join(t for _, t in COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for row, per_seed in results.items():
-        cells = []
-        for bench in COLUMNS:
-            vals = [s[bench] for s in per_seed]
-            spread = f" ± {statistics.stdev(vals):.1f}" if len(vals) > 1 else ""
-            cells.append(f"{statistics.mean(vals):.1f}{spread}")
-        lines.append(f"| {row} (n={len(per_seed)}) | " + " | ".join(cells) + " |")
+def format_table(stats: dict, quality: dict | None) -> str:
+    cols = [b for b in COLUMNS if any(b in per for per in stats["table"].values())]
+    lines = ["| row | " + " | ".join(COLUMNS[b][1] for b in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for row, per in stats["table"].items():
+        n = next(iter(per.values())).n
+        lines.append(f"| {row} (seeds={n}) | " + " | ".join(f"{per[b].mean:.1f} ± {per[b].se:.1f}" for b in cols) + " |")
+    # the SE of a mean over items falls as 1/sqrt(items): what a target SE of 1.5 points would need
+    worst = {b: max(per[b].se_items for per in stats["table"].values() if b in per) for b in cols}
+    lines += ["", "| benchmark | items (videos) | largest item-level SE of a row | items for SE 1.5 |", "|---|---|---|---|"]
+    lines += [f"| {b} | {stats['items'][b]} | {worst[b]:.2f} | {int(np.ceil(stats['items'][b] * (worst[b] / 1.5) ** 2))} |"
+              for b in cols]
+    for name, per in stats["paired"].items():
+        lines += ["", f"Paired difference {name} (± SE, items and seeds): " + ", ".join(
+            f"{b} {e.mean:+.1f} ± {e.se:.1f}" for b, e in per.items())]
     if quality:
+        kinds = [k for k in MISALIGNMENTS if k in quality["gap"]]
         lines += ["", f"Weight quality over {quality['clips']} synthetic clips "
-                  f"({100 * quality['faithful_share']:.0f}% faithful by ground truth): ROC AUC "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in quality["auc"].items()),
-                  "", "| misalignment | mean f̄(V^s,t^s) − f̄(V^s,t^r) | clips | faithful |", "|---|---|---|---|"]
-        lines += [f"| {k} | {g['mean']:+.3f} | {g['n']} | {100 * g['faithful_share']:.0f}% |"
-                  for k, g in quality["gap"].items()]
+                  f"({100 * quality['faithful_share']:.0f}% faithful by ground truth): ROC AUC vs faithfulness",
+                  "", "| weighting | overall | frame-visible | " + " | ".join(kinds) + " |",
+                  "|---" * (len(kinds) + 3) + "|"]
+        show = lambda x: "–" if x is None else f"{x:.1f}"  # noqa: E731
+        for name, q in quality["quality"].items():
+            lines.append(f"| {name} | {show(q['overall'])} | {show(q['frame-visible'])} | "
+                         + " | ".join(show(q.get(k)) for k in kinds) + " |")
+        gens = list(PROFILES)
+        lines += ["", "f̄(V^s,t^s) − f̄(V^s,t^r) (Fig. 5.2 analogue): median [p10, p90], faithful share",
+                  "", "| misalignment | " + " | ".join(gens) + " |", "|---" * (len(gens) + 1) + "|"]
+        for k in kinds:
+            cells = [(lambda g: f"{g['p50']:+.2f} [{g['p10']:+.2f}, {g['p90']:+.2f}] {100 * g['faithful_share']:.0f}%")(
+                quality["gap"][k][gen]) if gen in quality["gap"][k] else "–" for gen in gens]
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def demo(out: Path, scale: Scale, cache: Path | None = None) -> dict:
+def _base_numbers(base: Path, members: dict[str, Path]) -> dict:
+    def held(path: Path) -> dict:
+        info = json.loads((path / "toyworld.json").read_text())
+        return {"heldout": info.get("heldout"), "settings": info.get("settings")}
+
+    return {"off-the-shelf LMM": held(base), **{f"member {k}": held(p) for k, p in members.items()}}
+
+
+def demo(out: Path, scale: Scale, cache: Path | None = None, rows=ROWS, benches=tuple(COLUMNS)) -> dict:
     t0 = time.time()
+    seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(name: str):
+        print(f"[demo {time.time() - t0:5.0f}s] {name}", flush=True)
+        start = time.time()
+        yield
+        seconds[name] = round(seconds.get(name, 0.0) + time.time() - start, 1)
+
     missing = [s for s in STAGES if _missing(s)]
-    for stage in missing:
-        print(f"MISSING STAGE: {stage} ({STAGES[stage]} is not in this checkout); it and what needs it are skipped")
-    log = lambda msg: print(f"[demo {time.time() - t0:5.0f}s] {msg}", flush=True)  # noqa: E731
-    log("world: training triplets and held-out benchmarks")
-    if not (out / "triplets.jsonl").is_file():
-        write_triplets(out, scale.train_scenes, scale.negatives_per_scene, FRAMES, SIZE)
-    if not (out / "benchmarks" / "nextqa-atphard.csv").is_file():
-        write_benchmarks(out / "benchmarks", frames=FRAMES, size=SIZE, **scale.bench)
-    log("base models: the off-the-shelf video LMM and the VQA members (cached)")
-    base, members = base_models(scale.lmm, scale.members, cache)
+    for name in missing:
+        print(f"MISSING STAGE: {name} ({STAGES[name]} is not in this checkout); it and what needs it are skipped")
+    with stage("world: training triplets and held-out benchmarks"):
+        if not (out / "triplets.jsonl").is_file():
+            write_triplets(out, scale.train_scenes, scale.negatives_per_scene, FRAMES, SIZE)
+        if not (out / "benchmarks" / "nextqa-atphard.csv").is_file():
+            write_benchmarks(out / "benchmarks", frames=FRAMES, size=SIZE, **scale.bench)
+    with stage("base models: the off-the-shelf video LMM and the VQA members (cached)"):
+        base, members = base_models(scale.lmm, scale.members, cache)
     summary = {"run": str(out), "scale": dataclasses.asdict(scale), "missing_stages": missing, "base_model": str(base),
-               "members": {k: str(v) for k, v in members.items()}, "results": {}, "weight_quality": None}
+               "members": {k: str(v) for k, v in members.items()}, "base_models": _base_numbers(base, members),
+               "results": {}, "weight_quality": None}
     have_weights = False
     if "generate" not in missing:
-        log("generation: the toy backend, one job per generator profile")
-        generate(out)
+        with stage("generation: the toy backend, one job per generator profile"):
+            generate(out)
         if "score" not in missing:
-            log("scoring: VQAScore ensemble of the tiny members -> weights")
-            score(out, members)
+            with stage("scoring: VQAScore ensemble of the tiny members -> weights"):
+                score(out, members)
             have_weights = (out / "weights.jsonl").is_file()
-            summary["weight_quality"] = weight_quality(out) if have_weights else None
+            if have_weights:
+                variants = sorted({r.weights for r in rows if r.weights})
+                summary["weight_quality"] = weight_quality(out, variants)
+    evals: dict[str, list[dict]] = {}
     if "evaluate" not in missing:
-        log("evaluation: off-the-shelf")
-        summary["results"]["off-the-shelf"] = [evaluate(out, base, None, "base")]
-        for row, change in ROWS.items():
-            if change is None or "train" in missing or (change.get("data.clips", 1) is not None and not have_weights):
+        for row in rows:
+            if row.overrides is None:
+                with stage("evaluation: off-the-shelf"):
+                    evals[row.name] = [evaluate(out, base, None, row.slug, benches)]
                 continue
-            summary["results"][row] = []
+            if "train" in missing or (row.overrides.get("data.clips", 1) is not None and not have_weights):
+                continue
+            evals[row.name] = []
             for seed in range(scale.seeds):
-                log(f"training + evaluation: {row}, seed {seed}")
-                adapter = train(out, base, scale, row, seed)
-                summary["results"][row].append(evaluate(out, base, adapter, f"{_slug(row)}-seed{seed}"))
-    skipped = [r for r in ROWS if r not in summary["results"]]
+                with stage(f"training + evaluation: {row.name}"):
+                    adapter = train(out, base, scale, row, seed)
+                    evals[row.name].append(evaluate(out, base, adapter, f"{row.slug}-seed{seed}", benches))
+    summary["results"] = {row: [{b: v for b, (v, _) in e.items()} for e in per] for row, per in evals.items()}
+    stats = None
+    if evals:
+        with stage("statistics: bootstrap over items, seed spread"):
+            stats = statistics_of(out, evals, scale.reps, versus=[r for r in (SYNVITA, *MUTANTS) if r in rows])
+    skipped = [r.name for r in rows if r.name not in evals]
     if "report" not in missing:
-        log("report")
-        _synvita("report", out)
+        with stage("report"):
+            _synvita("report", out)
     summary["seconds"] = time.time() - t0
-    table = format_table(summary["results"], summary["weight_quality"])
+    table = format_table(stats, summary["weight_quality"]) if stats else "(nothing was evaluated)"
     if skipped:
         table += f"\n\nNot run (their stages are missing): {', '.join(skipped)}"
+    if stats:
+        summary["statistics"] = {part: {k: {b: e.as_dict() for b, e in v.items()} for k, v in stats[part].items()}
+                                 for part in ("table", "paired")} | {"items": stats["items"]}
+    quality = summary["weight_quality"]["quality"] if summary["weight_quality"] else {}
+    atomic_write_text(out / "demo_summary.json", json.dumps({
+        "table": {row: {b: {k: e.as_dict()[k] for k in ("mean", "se", "n")} for b, e in per.items()}
+                  for row, per in (stats["table"].items() if stats else [])},
+        "paired": {b: {"diff": e.mean, "se": e.se}
+                   for b, e in (stats["paired"].get(f"{SYNVITA.name} − {BASELINE.name}", {}).items() if stats else [])},
+        "weight_quality": quality,
+        "base_models": summary["base_models"],
+        "stage_seconds": seconds,
+    }, indent=1))
     atomic_write_text(out / "demo_results.json", json.dumps(summary, indent=1, default=str))
     atomic_write_text(out / "demo_table.md", table + "\n")
     print("\n" + table + f"\n\n(total {summary['seconds']:.0f} s; files in {out})")
     return summary
 
 
+def check(out: Path, cache: Path | None = None, scale: Scale = CHECK) -> list[tuple[str, bool, str]]:
+    """The mutation check: a reduced demo whose directions must hold, and two deliberate breaks of
+    SynViTA that must move the numbers the wrong way. Returns (claim, held, numbers)."""
+    rows = (BASE, BASELINE, SYNVITA, *MUTANTS)
+    summary = demo(out, scale, cache, rows=rows, benches=("videocon-llm",))
+    r = {row: per[0]["videocon-llm"] for row, per in summary["results"].items()}
+    q = summary["weight_quality"]["quality"]
+    margin, inverted = q["margin"]["frame-visible"], q["margin (inverted)"]["frame-visible"]
+    claims = [
+        ("fine-tuning moves the model: VideoCon-style > off-the-shelf on VideoCon-LLM",
+         r[BASELINE.name] > r[BASE.name], f"{r[BASELINE.name]:.1f} vs {r[BASE.name]:.1f}"),
+        ("the margin weights carry information: AUC > 50 on frame-visible types (fixed w is 50)",
+         margin > 50, f"{margin:.1f}"),
+        ("inverted w ranks faithful clips below unfaithful ones", inverted < 50, f"{inverted:.1f}"),
+        ("inverted w trains a worse model than SynViTA on VideoCon-LLM",
+         r[MUTANTS[0].name] < r[SYNVITA.name], f"{r[MUTANTS[0].name]:.1f} vs {r[SYNVITA.name]:.1f}"),
+        ("swapped synthetic Yes/No trains a worse model than SynViTA on VideoCon-LLM",
+         r[MUTANTS[1].name] < r[SYNVITA.name], f"{r[MUTANTS[1].name]:.1f} vs {r[SYNVITA.name]:.1f}"),
+    ]
+    for claim, held, numbers in claims:
+        print(f"{'PASS' if held else 'FAIL'}  {claim}  ({numbers})")
+    return claims
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.check:
+        return 0 if all(held for _, held, _ in check(args.out, args.cache)) else 1
     scale = QUICK if args.quick else FULL
     if args.seeds:
         scale = dataclasses.replace(scale, seeds=args.seeds)

@@ -100,8 +100,11 @@ def _background(style: Style, size: int, rng: np.random.Generator) -> np.ndarray
     return bg
 
 
-def render(scene: Scene, style: Style = REAL, seed: int = 0, frames: int = 12, size: int = 48) -> np.ndarray:
-    """The clip of `scene` in `style`: uint8 (frames, size, size, 3)."""
+def render(scene: Scene, style: Style = REAL, seed: int = 0, frames: int = 12, size: int = 48,
+           pick: list[int] | None = None) -> np.ndarray:
+    """The clip of `scene` in `style`: uint8 (frames, size, size, 3); with `pick`, only those frames
+    of it (len(pick), size, size, 3), drawn with other noise than the full clip's (a training sample
+    of one frame need not pay for eight)."""
     if scene.problems():
         raise ValueError(f"cannot render scene: {'; '.join(scene.problems())}")
     rng = np.random.default_rng(seed)
@@ -111,8 +114,9 @@ def render(scene: Scene, style: Style = REAL, seed: int = 0, frames: int = 12, s
     bg = _background(style, size + 2 * pad, rng)
     ys, xs = np.mgrid[0:hi, 0:hi].astype(np.float32) / (size * SUPERSAMPLE)
     ys, xs = ys - pad / size, xs - pad / size
-    out = np.empty((frames, size, size, 3), np.uint8)
-    for f in range(frames):
+    pick = list(range(frames)) if pick is None else pick
+    out = np.empty((len(pick), size, size, 3), np.uint8)
+    for o, f in enumerate(pick):
         img = np.repeat(np.repeat(bg, SUPERSAMPLE, 0), SUPERSAMPLE, 1)
         for ent, s in zip(scene.entities, _states(scene, f / max(frames - 1, 1), start)):
             if s["alpha"] <= 0:
@@ -142,5 +146,5 @@ def render(scene: Scene, style: Style = REAL, seed: int = 0, frames: int = 12, s
             img = img * (1 + rng.uniform(-style.flicker, style.flicker))
         if style.noise:
             img = img + rng.normal(0, style.noise, img.shape)
-        out[f] = np.clip(img, 0, 255).astype(np.uint8)
+        out[o] = np.clip(img, 0, 255).astype(np.uint8)
     return out
