@@ -1,4 +1,4 @@
-"""Small helpers shared by every stage: atomic writes, contained paths and stable seeds."""
+"""Small helpers shared by every stage: atomic writes, contained paths, stable seeds, the training dtypes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import warnings
 from pathlib import Path
 
 from synvita.errors import SynvitaError, UnsafePathError
+
+# Training's `mixed_precision` -> the torch dtype the model is loaded (and evaluated) in.
+MIXED_PRECISION_DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def atomic_write_text(path: Path, text: str) -> None:

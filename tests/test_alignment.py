@@ -148,6 +148,32 @@ def test_clips_of_any_length_and_size_share_one_call(kind, lmms):
         lmm.processor.video_processor.size = size
 
 
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_label_answers_give_eos_after_them_and_leave_the_answer_readout(kind, lmms, videos):
+    lmm = lmms[kind]
+    labels = ["Yes", "No", None, "Yes"]
+    pairs_v = [videos[0], videos[1], videos[0], videos[1]]
+    ref_f = reference_f(lmm, AlignmentScorer(lmm), pairs_v, TEXTS)
+    for sharing in (False, True):
+        scorer = AlignmentScorer(lmm, batch_size=3, prefix_sharing=sharing)
+        batch = scorer.pairs(scorer.encode(videos), [0, 1, 0, 1], TEXTS, answers=labels)
+        with torch.no_grad():
+            lp_yes, lp_no, lp_eos = scorer.answer_and_eos_logprobs(batch)
+        assert torch.allclose(torch.sigmoid(lp_yes - lp_no).double(), ref_f, atol=TOL)
+        assert lp_eos[2] == 0
+        for i in (0, 1, 3):
+            # Independent: the processor's prompt with the answer written after it, the model's own forward.
+            prompt = scorer.prefix_text + TEXTS[i] + scorer.suffix_text
+            answer = prompt + (" " if not prompt.endswith((" ", "\n")) else "") + labels[i]
+            inputs = lmm.processor(text=[answer], videos=[pairs_v[i]], return_tensors="pt")
+            n_prompt = lmm.processor(text=[prompt], videos=[pairs_v[i]], return_tensors="pt")["input_ids"].shape[1]
+            assert inputs["input_ids"].shape[1] == n_prompt + 1, "the answer is one token"
+            assert inputs["input_ids"][0, -1] in (lmm.yes_ids if labels[i] == "Yes" else lmm.no_ids)
+            with torch.no_grad():
+                logp = lmm.model(**inputs).logits[0, -1].double().log_softmax(-1)
+            assert abs(float(lp_eos[i]) - float(logp[lmm.tokenizer.eos_token_id])) < TOL, (sharing, i)
+
+
 def test_gradients_flow_to_the_llm_only_and_sharing_gives_the_same_gradients(lmms, videos):
     lmm = lmms["qwen2-vl"]
     scorer = AlignmentScorer(lmm, batch_size=2)
@@ -226,7 +252,7 @@ def test_entail_command_prints_f_per_text_in_order(tmp_path, capsys):
     assert len(printed) == 3 and np.allclose(printed, expected.numpy(), atol=2e-6)
 
     # A LoRA adapter (non-zero init so it changes the model) is applied before scoring.
-    peft_model = get_peft_model(lmm.model, LoraConfig(target_modules=lmm.family.lora_targets, r=4,
+    peft_model = get_peft_model(lmm.model, LoraConfig(target_modules=lmm.family.lora_target_regex("attention"), r=4,
                                                       init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "adapter")
     assert cli_main(argv + ["--adapter", str(tmp_path / "adapter")]) == 0

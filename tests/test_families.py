@@ -35,12 +35,17 @@ def test_loaded_family_knows_its_checkpoint(kind, tiny_dirs):
     assert set(lmm.yes_ids) == {i for i, s in spelled.items() if s in ("Yes", "yes")}
     assert set(lmm.no_ids) == {i for i, s in spelled.items() if s in ("No", "no")}
 
-    # LoRA goes to the LLM's q/k/v/o and nowhere else; frozen modules are the vision side.
+    # LoRA goes to the LLM's linear layers (all_linear: q/k/v/o and gate/up/down; attention: q/k/v/o)
+    # and nowhere else; frozen modules are the vision side.
     names = [n for n, _ in lmm.model.named_modules()]
-    targets = [n for n in names if re.fullmatch(lmm.family.lora_targets, n)]
     layers = lmm.model.config.text_config.num_hidden_layers
     llm = lmm.family.llm_module
-    assert len(targets) == 4 * layers and all(n.startswith(llm + ".") for n in targets)
+    llm_linear = [n for n, m in lmm.model.named_modules() if n.startswith(llm + ".layers.")
+                  and isinstance(m, torch.nn.Linear)]
+    for preset, per_layer in (("all_linear", 7), ("attention", 4)):
+        targets = [n for n in names if re.fullmatch(lmm.family.lora_target_regex(preset), n)]
+        assert len(targets) == per_layer * layers and set(targets) <= set(llm_linear), preset
+    assert len(llm_linear) == 7 * layers  # all_linear leaves no linear layer of the LLM out
     vision = [n for n in names if n.startswith(lmm.family.frozen_modules())]
     assert vision and not any(n.startswith(llm) for n in vision)
 
@@ -91,7 +96,7 @@ def test_bitsandbytes_quantises_the_llm_only(quantization, kind, tiny_dirs):
 
     lmm = load_video_lmm(tiny_dirs[kind], quantization=quantization, device="cpu")
     layer = {"4bit": bnb.nn.Linear4bit, "8bit": bnb.nn.Linear8bitLt}[quantization]
-    llm = [m for n, m in lmm.model.named_modules() if re.fullmatch(lmm.family.lora_targets, n)]
+    llm = [m for n, m in lmm.model.named_modules() if re.fullmatch(lmm.family.lora_target_regex("all_linear"), n)]
     vision = [m for n, m in lmm.model.named_modules()
               if n.startswith(lmm.family.frozen_modules()) and isinstance(m, torch.nn.Linear)]
     assert llm and all(isinstance(m, layer) for m in llm)

@@ -238,6 +238,7 @@ def test_end_to_end_with_a_tiny_model_and_videocon_format_predictions(tiny_atp, 
     prov = out["provenance"]
     assert prov["model"] == str(model) and prov["adapter"] is None and prov["frames"] == 4
     assert prov["sampler"] == "uniform-4" and prov["seed"] == 0 and prov["pairs"] == 15
+    assert prov["dtype"] == "float32"  # --dtype auto on a CPU without an adapter
     assert {"date", "versions"} <= prov.keys() and "torch" in prov["versions"]
     # The harness's own predictions read back without a model, with their side-car provenance.
     again = tmp_path / "again.json"
@@ -256,7 +257,7 @@ def test_adapter_is_applied(tiny_atp, tmp_path):
     lmm = load_video_lmm(str(model))
     torch.manual_seed(0)
     # Random (not zero) LoRA B, so the adapter really changes the scores.
-    peft_model = get_peft_model(lmm.model, LoraConfig(r=4, target_modules=lmm.family.lora_targets, init_lora_weights=False))
+    peft_model = get_peft_model(lmm.model, LoraConfig(r=4, target_modules=lmm.family.lora_target_regex("all_linear"), init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "adapter")
     out_path = tmp_path / "with-adapter.json"
     assert run_model(root, model, ann, out_path, "--adapter", str(tmp_path / "adapter")) == 0
@@ -320,3 +321,14 @@ def test_sigkill_mid_run_then_resume(tiny_atp, tmp_path):
     counts = json.loads(out.read_text())["counts"]
     assert counts["pairs_reused"] == written and counts["pairs_scored"] == 15 - written
     assert len(pd.read_csv(preds, names=["videopath", "caption", "entailment"])) == 15
+
+
+def test_auto_dtype_is_the_adapters_training_dtype(tmp_path):
+    from synvita.evaluation.harness import eval_dtype
+
+    adapter = tmp_path / "run" / "checkpoints" / "step-0000002" / "adapter"
+    adapter.mkdir(parents=True)
+    assert eval_dtype("auto", adapter, None) == "float32"  # no recipe found, no CUDA here
+    (tmp_path / "run" / "resolved.yaml").write_text("mixed_precision: bf16\nseed: 0\n")
+    assert eval_dtype("auto", adapter, None) == "bfloat16"
+    assert eval_dtype("float32", adapter, None) == "float32"

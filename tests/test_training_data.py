@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,26 @@ def test_join_and_the_real_only_rule(run):
 def test_filters_and_baseline(run):
     examples, _ = load_examples(cfg(run, generators=["gen-b"]), "indicator")
     assert [e.w for e in examples if e.clip] == [1.0, 1.0] and {e.clip.generator for e in examples if e.clip} == {"gen-b"}
-    with pytest.raises(ValueError, match=r"data.generators: \['gen-z'\] not in"):
+    with pytest.raises(ValueError, match=r"data.generators: \['gen-z'\] match no generator in"):
         load_examples(cfg(run, generators=["gen-z"]), "margin")
+    # Shell patterns select by name, as the shipped recipes' ["cogvideox*"] does.
+    patterned, _ = load_examples(cfg(run, generators=["gen-*"]), "indicator")
+    assert {e.clip.generator for e in patterned if e.clip} == {"gen-a", "gen-b"}
     with pytest.raises(ValueError, match="no triplets left"):
         load_examples(cfg(run, misalignments=["flip"]), "margin")
     baseline, report = load_examples(DataConfig(triplets=run / "triplets.jsonl"), "margin")
     assert len(baseline) == 6 and not any(e.clip for e in baseline) and not report.real_only
+
+
+def test_explanations_without_any_nle_is_an_error_naming_the_field(tmp_path):
+    run = make_run(tmp_path / "run", n=4)
+    lines = (run / "triplets.jsonl").read_text().splitlines()
+    stripped = tmp_path / "no_nle.jsonl"
+    stripped.write_text("".join(json.dumps({**json.loads(line), "nle": None}) + "\n" for line in lines))
+    with pytest.raises(ValueError, match=r"data.explanations: no triplet in .*no_nle.jsonl.*\(field nle\)"):
+        load_examples(DataConfig(triplets=stripped, explanations=True), "margin")
+    examples, _ = load_examples(DataConfig(triplets=run / "triplets.jsonl", explanations=True), "margin")
+    assert all(e.triplet.nle for e in examples)
 
 
 def test_bad_weights_row_names_file_and_line(run, tmp_path):

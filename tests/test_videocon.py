@@ -66,6 +66,28 @@ def test_llm_feedback_csv_keeps_the_explanation(tmp_path):
     assert t.nle == "there is a dog, not a cat" and t.misalignment == "object"
 
 
+def test_feedback_explanations_join_on_video_caption_and_negative(tmp_path, caplog):
+    entail = write_csv(tmp_path / "entail.csv", LLM_HEADER, [
+        ["VaTeX", "v/a.mp4", "a dog runs", "a cat runs", "train", "object", "k"],
+        ["VaTeX", "v/a.mp4", "a dog runs", "a dog walks", "train", "action", "k"],
+        ["VaTeX", "v/b.mp4", "a dog runs", "a cat runs", "train", "object", "k"],
+    ])
+    feedback = write_csv(tmp_path / "feedback.csv", ["source", "videopath", "caption", "neg_caption", "nle"], [
+        ["VaTeX", "v/a.mp4", "a dog runs", "a cat runs", "there is a dog, not a cat"],
+        ["VaTeX", "v/a.mp4", "a dog runs", "a dog sits", "the dog runs"],  # no such triplet
+        ["VaTeX", "v/b.mp4", "a dog jumps", "a cat runs", "the caption differs"],  # caption differs
+    ])
+    with caplog.at_level("INFO", logger="synvita.data.videocon"):
+        triplets = read_llm_csv(entail, tmp_path, feedback=feedback)
+    assert [t.nle for t in triplets] == ["there is a dog, not a cat", None, None]
+    assert "joined 1 explanations into 3 triplets" in caplog.text
+    with pytest.raises(ManifestError, match="missing.csv: feedback CSV does not exist"):
+        read_llm_csv(entail, tmp_path, feedback=tmp_path / "missing.csv")
+    no_nle = write_csv(tmp_path / "no_nle.csv", ["source", "videopath", "caption", "neg_caption"], [])
+    with pytest.raises(ManifestError, match=r"no_nle.csv:1: nle: missing column"):
+        read_llm_csv(entail, tmp_path, feedback=no_nle)
+
+
 def test_human_csv(tmp_path):
     path = write_csv(tmp_path / "human.csv", ["video_url", "caption", "neg_caption", "nle", "hard"], [
         ["https://bucket.s3.amazonaws.com/anet/v_abc.mp4?x=1", "people dance", "people sit", "they dance", "True"],

@@ -1,7 +1,8 @@
 """Importers for VideoCon's published CSVs (Bansal et al., 2023) into `Triplet` records.
 
 - LLM entailment: source,videopath,caption,neg_caption,split,misalignment,youtube_key
-- LLM feedback: the same columns plus nle
+- LLM feedback: source,videopath,caption,neg_caption,nle (the explanations of the negatives; joined
+  into the entailment triplets on (videopath, caption, neg_caption) with `feedback=`)
 - Human: video_url,caption,neg_caption,nle,hard (ActivityNet validation videos, a test set)
 
 Video paths resolve against a root the user gives; a path that would leave it is refused, so a
@@ -11,6 +12,8 @@ CSV cannot point the pipeline at arbitrary files.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import logging
 import os
 import re
 from collections import Counter
@@ -36,7 +39,10 @@ MISALIGNMENT_ALIASES = {
     "eventorderflipping": "flip", "eventflip": "flip",
 }
 
+log = logging.getLogger(__name__)
+
 LLM_COLUMNS = ("source", "videopath", "caption", "neg_caption", "split", "misalignment")
+FEEDBACK_COLUMNS = ("videopath", "caption", "neg_caption", "nle")
 HUMAN_COLUMNS = ("video_url", "caption", "neg_caption", "nle", "hard")
 
 
@@ -94,24 +100,43 @@ def _triplet_id(seen: Counter, source: str, video: str) -> str:
     return f"{stem}_{seen[stem]:03d}"
 
 
-def read_llm_csv(csv_path: str | os.PathLike, video_root: str | os.PathLike) -> list[Triplet]:
-    """VideoCon's LLM entailment or feedback CSV (the `nle` column is used when present)."""
+def read_llm_csv(csv_path: str | os.PathLike, video_root: str | os.PathLike,
+                 feedback: str | os.PathLike | None = None) -> list[Triplet]:
+    """VideoCon's LLM entailment CSV (its `nle` column is used when present); `feedback`, VideoCon's
+    LLM feedback CSV, adds each negative's explanation (`nle`) by (videopath, caption, neg_caption)."""
+    triplets = _import(csv_path, lambda path: _llm_rows(path, video_root))
+    if feedback is None:
+        return triplets
+    if not Path(feedback).is_file():
+        raise ManifestError(f"{feedback}: feedback CSV does not exist")
+    explanations = {}
+    for lineno, row in _rows(Path(feedback), FEEDBACK_COLUMNS):
+        video = _with_line(Path(feedback), lineno, "videopath", lambda: str(resolve_video(video_root, row["videopath"])))
+        explanations[video, row["caption"], row["neg_caption"]] = row["nle"]
+    joined, count = [], 0
+    for t in triplets:
+        nle = explanations.get((t.video, t.caption, t.negative))
+        if nle:
+            t, count = dataclasses.replace(t, nle=nle), count + 1
+        joined.append(t)
+    (log.info if count else log.warning)("%s: joined %d explanations into %d triplets of %s", feedback, count,
+                                         len(triplets), csv_path)
+    return joined
 
-    def make(path):
-        seen = Counter()
-        for lineno, row in _rows(path, LLM_COLUMNS):
-            yield _with_line(path, lineno, "videopath", lambda: Triplet(
-                id=_triplet_id(seen, row["source"], row["videopath"]),
-                video=str(resolve_video(video_root, row["videopath"])),
-                caption=row["caption"],
-                negative=row["neg_caption"],
-                misalignment=normalise_misalignment(row["misalignment"]),
-                source=row["source"],
-                split=row["split"].strip().lower(),
-                nle=row.get("nle") or None,
-            ))
 
-    return _import(csv_path, make)
+def _llm_rows(path: Path, video_root):
+    seen = Counter()
+    for lineno, row in _rows(path, LLM_COLUMNS):
+        yield _with_line(path, lineno, "videopath", lambda: Triplet(
+            id=_triplet_id(seen, row["source"], row["videopath"]),
+            video=str(resolve_video(video_root, row["videopath"])),
+            caption=row["caption"],
+            negative=row["neg_caption"],
+            misalignment=normalise_misalignment(row["misalignment"]),
+            source=row["source"],
+            split=row["split"].strip().lower(),
+            nle=row.get("nle") or None,
+        ))
 
 
 def _parse_bool(text: str) -> bool:

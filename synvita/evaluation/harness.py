@@ -20,6 +20,7 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
 from tqdm import tqdm
 
 from synvita.data.records import Failure, append_record
@@ -27,7 +28,7 @@ from synvita.data.video import FrameSampler
 from synvita.errors import SynvitaError, failure_message
 from synvita.evaluation.benchmarks import BENCHMARKS, Pair, compute, join, load_pairs, locate_video, read_predictions
 from synvita.provenance import provenance
-from synvita.utils import atomic_write_text
+from synvita.utils import MIXED_PRECISION_DTYPES, atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="segments: mPLUG-Owl's own frame choice")
     parser.add_argument("--fps", type=float, help="frames per second for --sampler fps")
     parser.add_argument("--batch-size", type=int, default=16, help="captions per forward pass")
-    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    parser.add_argument("--dtype", default="auto",
+                        help="float32, bfloat16, float16 or auto (default): the dtype the adapter was trained in "
+                             "(its run's resolved.yaml), else bfloat16 on CUDA, as the published predictions were "
+                             "made, and float32 on CPU. bf16 scores tie often; float32 avoids ties")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: where transformers puts it)")
     parser.add_argument("--quantization", choices=("4bit", "8bit"))
     parser.add_argument("--seed", type=int, default=0)
@@ -69,6 +73,23 @@ def provenance_path(predictions: Path) -> Path:
 def failures_path(predictions: Path) -> Path:
     """Where the videos that failed in the last run are journaled with their errors: `X.failed.jsonl`."""
     return predictions.with_suffix(".failed.jsonl")
+
+
+def eval_dtype(requested: str, adapter: Path | None, device: str | None) -> str:
+    """The dtype `--dtype` names, with `auto` resolved (see its help)."""
+    if requested != "auto":
+        return requested
+    if adapter is not None:
+        # An adapter saved by `synvita train` sits at RUN/checkpoints/step-N/adapter.
+        for folder in (Path(adapter), *Path(adapter).parents[:3]):
+            if (folder / "resolved.yaml").is_file():
+                trained = yaml.safe_load((folder / "resolved.yaml").read_text()).get("mixed_precision")
+                if trained in MIXED_PRECISION_DTYPES:
+                    return MIXED_PRECISION_DTYPES[trained]
+    import torch
+
+    cuda = torch.cuda.is_available() and not (device or "").startswith("cpu")
+    return "bfloat16" if cuda else "float32"
 
 
 def _setup(args, sampler: FrameSampler) -> dict:
@@ -178,6 +199,8 @@ def evaluate(args) -> dict:
         predictions = args.predictions or args.out.with_name(f"{args.out.stem}.predictions.csv")
         if provenance_path(predictions).resolve() == args.out.resolve():
             raise SynvitaError(f"--out {args.out} would overwrite the provenance of --predictions {predictions}")
+        # Recorded in the provenance resolved, so `auto` never hides what ran.
+        args.dtype = eval_dtype(args.dtype, args.adapter, args.device)
         run_counts = score_with_model(args, pairs, predictions)
     else:
         predictions = args.from_predictions

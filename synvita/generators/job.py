@@ -41,6 +41,8 @@ class GenerateConfig:
     backend: str
     input: Path | None = None  # VideoCon CSV or triplet manifest; import mode: optional
     video_root: Path = Path(".")  # VideoCon CSVs: real video paths resolve against it
+    # VideoCon's LLM feedback CSV: its explanations (nle) join the triplets, for `data.explanations`.
+    explanations: Path | None = None
     generator: str | None = None  # name in the manifest and clips/<generator>/; default: backend
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     splits: list[str] = dataclasses.field(default_factory=list)  # empty: every split
@@ -75,8 +77,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def read_triplets(path: Path, video_root: Path = Path(".")) -> list[Triplet]:
-    """A triplet manifest (.jsonl) or a VideoCon CSV (LLM/feedback or Human format, by header)."""
+def read_triplets(path: Path, video_root: Path = Path("."), explanations: Path | None = None) -> list[Triplet]:
+    """A triplet manifest (.jsonl) or a VideoCon CSV (LLM or Human format, by header); `explanations`
+    joins VideoCon's LLM feedback CSV into an LLM CSV."""
     from synvita.data.videocon import read_human_csv, read_llm_csv
 
     if path.suffix == ".csv":
@@ -84,8 +87,9 @@ def read_triplets(path: Path, video_root: Path = Path(".")) -> list[Triplet]:
         if path.is_file():
             with path.open(encoding="utf-8-sig") as f:
                 header = f.readline().strip()
-        reader = read_human_csv if "video_url" in header.split(",") else read_llm_csv
-        return reader(path, video_root)
+        if "video_url" in header.split(","):
+            return read_human_csv(path, video_root)
+        return read_llm_csv(path, video_root, feedback=explanations)
     return read_manifest(path, Triplet)
 
 
@@ -208,7 +212,8 @@ def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_
 
     run_dir = Path(cfg.output_dir)
     generator = cfg.generator or cfg.backend
-    triplets = select(read_triplets(Path(cfg.input), cfg.video_root), cfg.splits, cfg.misalignments, cfg.limit)
+    triplets = select(read_triplets(Path(cfg.input), cfg.video_root, cfg.explanations), cfg.splits,
+                      cfg.misalignments, cfg.limit)
     if not triplets:
         raise ConfigError(f"{cfg.input}: no triplets left after the split/misalignment filters")
     if process[0] == 0:  # identical from every shard: atomic, idempotent

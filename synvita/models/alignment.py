@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 QUESTION = 'Does this video entail the description: "{text}"?'
 
+
+def answer_gap(prompt: str) -> str:
+    """What separates a prompt from the answer the model writes: nothing after a space or newline."""
+    return "" if prompt.endswith((" ", "\n")) else " "
+
 Span = tuple[int, int]
 Video = np.ndarray | Clip | str | PathLike
 
@@ -62,11 +67,14 @@ class PairBatch:
 
     caches: list[VisionCache]
     video_index: list[int]
-    tail_ids: list[list[int]]  # caption + closing template tokens; the answer follows the last one
+    tail_ids: list[list[int]]  # caption + closing template tokens (+ the label answer token, if given)
     tail_mask: list[list[int]]  # 1 = visible; caption tokens outside the kept spans are 0
     # How many of the prefix's last tokens a pair does not see: the full prompt's tokenization merged
     # them with the caption's start (a caption opening with a quote), so its tail spells them anew.
     dropped: list[int]
+    # True where the tail ends with a label answer token: the answer is then read one position
+    # earlier, and the last position gives P(end of sequence | prompt, answer).
+    has_answer: list[bool]
 
     def __len__(self) -> int:
         return len(self.video_index)
@@ -94,6 +102,21 @@ class CaptionSplitter:
 
     def _tokenize(self, text: str, offsets: bool = False):
         return self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=offsets)
+
+    def answer_token(self, word: str, readout_ids: list[int]) -> int:
+        """The token a training label `word` is written with after the prompt (one of the readout ids).
+
+        A prompt ending in a space that SentencePiece keeps as its own "▁" (mPLUG-Owl's "AI: ") merges
+        it into the answer ("▁Yes"): that merged token is the label, written after the prompt as scored.
+        """
+        before = self._tokenize(self.suffix_text).input_ids
+        after = self._tokenize(self.suffix_text + answer_gap(self.suffix_text) + word).input_ids
+        common = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
+        token = after[common] if common < len(after) else None
+        if token not in readout_ids:
+            raise ValueError(f"the answer {word!r} after the prompt {self.suffix_text!r} is token {token}, which is "
+                             f"not one of the {word} ids {readout_ids} the score reads")
+        return token
 
     def __call__(self, caption: str, keep_spans: Sequence[Span] | None = None) -> tuple[list[int], list[int], int]:
         """Token ids after the shared prefix (caption + closing text), their attention mask (caption
@@ -135,6 +158,8 @@ class AlignmentScorer:
         self._feature_args = set(inspect.signature(lmm.multimodal_model.get_video_features).parameters)
         self._yes = torch.tensor(lmm.yes_ids, device=lmm.device)
         self._no = torch.tensor(lmm.no_ids, device=lmm.device)
+        self._answer_ids = {word: self.split.answer_token(word, ids) for word, ids in (("Yes", lmm.yes_ids),
+                                                                                        ("No", lmm.no_ids))}
 
     # -- videos -----------------------------------------------------------------------------------
     def _frames(self, video: Video) -> np.ndarray | Clip:
@@ -201,16 +226,26 @@ class AlignmentScorer:
 
     # -- captions ---------------------------------------------------------------------------------
     def pairs(self, caches: list[VisionCache], video_index: Sequence[int], texts: Sequence[str],
-              keep_spans: Sequence[Sequence[Span] | None] | None = None) -> PairBatch:
-        """Assemble pairs (caches[video_index[i]], texts[i]); `keep_spans[i]` realises t' as a mask."""
+              keep_spans: Sequence[Sequence[Span] | None] | None = None,
+              answers: Sequence[str | None] | None = None) -> PairBatch:
+        """Assemble pairs (caches[video_index[i]], texts[i]); `keep_spans[i]` realises t' as a mask.
+
+        `answers[i]` ("Yes"/"No"), where given, appends the label answer token to pair i, so that
+        `answer_and_eos_logprobs` can also read P(end of sequence) after it (training labels).
+        """
         if len(video_index) != len(texts):
             raise ValueError(f"{len(video_index)} video indices for {len(texts)} texts")
         spans = keep_spans if keep_spans is not None else [None] * len(texts)
-        if len(spans) != len(texts):
-            raise ValueError(f"{len(spans)} keep_spans entries for {len(texts)} texts")
+        labels = answers if answers is not None else [None] * len(texts)
+        if len(spans) != len(texts) or len(labels) != len(texts):
+            raise ValueError(f"{len(spans)} keep_spans and {len(labels)} answers entries for {len(texts)} texts")
         tails = [self.split(t, s) for t, s in zip(texts, spans)]
+        for (ids, mask, _), label in zip(tails, labels):
+            if label is not None:
+                ids.append(self._answer_ids[label])
+                mask.append(1)
         return PairBatch(caches, list(video_index), [t[0] for t in tails], [t[1] for t in tails],
-                         [t[2] for t in tails])
+                         [t[2] for t in tails], [label is not None for label in labels])
 
     # -- the LLM ----------------------------------------------------------------------------------
     def _pad(self, rows: list[torch.Tensor], value, side: str | None = None) -> torch.Tensor:
@@ -234,6 +269,9 @@ class AlignmentScorer:
         logp = torch.log_softmax(self._head(hidden).float(), dim=-1)
         return logp[:, self._yes].logsumexp(-1), logp[:, self._no].logsumexp(-1)
 
+    def _eos_readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self._head(hidden).float(), dim=-1)[:, self.lmm.tokenizer.eos_token_id]
+
     def _plain(self, batch: PairBatch, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each pair's whole sequence through the LLM (vision features still cached)."""
         device = self.lmm.device
@@ -251,7 +289,13 @@ class AlignmentScorer:
         out = self.lmm.language_model(inputs_embeds=self._embeddings(ids, caches), attention_mask=mask,
                                       position_ids=pos, use_cache=False)
         last = lengths - 1 if self.padding_side == "right" else torch.full_like(lengths, ids.shape[-1] - 1)
-        return self._readout(out.last_hidden_state[torch.arange(len(rows)), last.to(device)])
+        return self._at_ends(out.last_hidden_state, torch.arange(len(rows)), last.to(device), batch, rows)
+
+    def _at_ends(self, hidden: torch.Tensor, row: torch.Tensor, last: torch.Tensor, batch: PairBatch,
+                 pairs: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states where each pair's answer is read, and at its last token."""
+        answered = torch.tensor([batch.has_answer[i] for i in pairs], device=last.device, dtype=last.dtype)
+        return hidden[row, last - answered], hidden[row, last]
 
     def _shared(self, batch: PairBatch, groups: dict[int, list[int]], chunk: int
                 ) -> list[tuple[list[int], tuple[torch.Tensor, torch.Tensor]]]:
@@ -322,7 +366,8 @@ class AlignmentScorer:
                                       attention_mask=mask[:, None], position_ids=self._pad(positions, 0, "right"),
                                       past_key_values=kv, use_cache=True)
         row = torch.cat([torch.full_like(e, r) for r, e in enumerate(ends)])
-        return [i for _, rows in pieces for i in rows], self._readout(out.last_hidden_state[row, torch.cat(ends)])
+        pairs = [i for _, rows in pieces for i in rows]
+        return pairs, self._at_ends(out.last_hidden_state, row, torch.cat(ends), batch, pairs)
 
     def answer_logprobs(self, batch: PairBatch, prefix_sharing: bool | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -330,6 +375,17 @@ class AlignmentScorer:
 
         Keeps gradients (training); the vision features in `batch.caches` are constants.
         """
+        lp_yes, lp_no, _ = self._logprobs(batch, prefix_sharing, eos=False)
+        return lp_yes, lp_no
+
+    def answer_and_eos_logprobs(self, batch: PairBatch, prefix_sharing: bool | None = None
+                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`answer_logprobs` plus log P(end of sequence | prompt, label answer) for the pairs built
+        with an answer (`pairs(..., answers=...)`; 0 for the others), in the same LLM passes."""
+        return self._logprobs(batch, prefix_sharing, eos=True)
+
+    def _logprobs(self, batch: PairBatch, prefix_sharing: bool | None, eos: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         sharing = self.prefix_sharing if prefix_sharing is None else prefix_sharing
         hf = self.lmm.hf_model
         if sharing and hf.training and hf.is_gradient_checkpointing:
@@ -340,6 +396,7 @@ class AlignmentScorer:
             sharing = False
         lp_yes = torch.empty(len(batch), device=self.lmm.device)
         lp_no = torch.empty(len(batch), device=self.lmm.device)
+        lp_eos = torch.zeros(len(batch), device=self.lmm.device) if eos else None
         if sharing:
             groups: dict[int, list[int]] = {}
             for i, v in enumerate(batch.video_index):
@@ -355,11 +412,15 @@ class AlignmentScorer:
             chunks = [list(range(s, min(s + self.batch_size, len(batch)))) for s in range(0, len(batch),
                                                                                             self.batch_size)]
             parts = [(rows, self._plain(batch, rows)) for rows in chunks]
-        for rows, (y, n) in parts:
+        for rows, (at_answer, at_last) in parts:
             index = torch.tensor(rows, device=self.lmm.device)
+            y, n = self._readout(at_answer)
             lp_yes = lp_yes.index_put((index,), y)
             lp_no = lp_no.index_put((index,), n)
-        return lp_yes, lp_no
+            answered = torch.tensor([batch.has_answer[i] for i in rows], device=index.device)
+            if eos and answered.any():
+                lp_eos = lp_eos.index_put((index[answered],), self._eos_readout(at_last[answered]))
+        return lp_yes, lp_no, lp_eos
 
     # -- scores -----------------------------------------------------------------------------------
     @torch.no_grad()

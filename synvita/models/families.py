@@ -7,6 +7,7 @@ these fields, so adding a family touches nothing else. A checkpoint's family is 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -15,8 +16,12 @@ import torch
 from synvita.errors import SynvitaError
 from synvita.registry import Registry
 
-# One regex for the LLM attention projections; PEFT full-matches it against module names.
-LLM_ATTENTION = r"model\.language_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
+# Where LoRA goes inside each decoder layer of the LLM. The authors' code (and VideoCon's) adapts
+# every linear layer of the LLM; the thesis text says the attention projections.
+LORA_PRESETS = {
+    "all_linear": r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))",
+    "attention": r"self_attn\.(q_proj|k_proj|v_proj|o_proj)",
+}
 ANSWER_WORDS = ("Yes", "No")
 
 
@@ -31,7 +36,6 @@ class ModelFamily:
     vision_modules: tuple[str, ...]  # frozen vision encoder (dotted paths in the loaded model)
     projector_modules: tuple[str, ...]  # frozen vision-to-LLM projector
     llm_module: str = "model.language_model"
-    lora_targets: str = LLM_ATTENTION
     # The module with `get_video_features` (and `get_rope_index` for M-RoPE); "" is the model itself.
     multimodal_module: str = "model"
     # Multimodal RoPE: positions come from the model's own `get_rope_index` (Qwen2-VL style).
@@ -50,6 +54,13 @@ class ModelFamily:
 
     def frozen_modules(self) -> tuple[str, ...]:
         return self.vision_modules + self.projector_modules
+
+    def lora_target_regex(self, targets: str) -> str:
+        """PEFT's `target_modules` (full-matched against module names) for a preset of LORA_PRESETS,
+        inside the LLM's decoder layers; any other value is taken as the regex itself."""
+        if targets not in LORA_PRESETS:
+            return targets
+        return re.escape(self.llm_module) + r"\.layers\.\d+\." + LORA_PRESETS[targets]
 
 
 FAMILIES: Registry[ModelFamily] = Registry("video LMM family", required=("model_types", "vision_modules"))
@@ -94,7 +105,6 @@ FAMILIES.register("mplug-owl-video", ModelFamily(
     vision_modules=("vision_model",),
     projector_modules=("abstractor",),
     llm_module="language_model.model",
-    lora_targets=r"language_model\.model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)",
     multimodal_module="",
     hub_examples=("MAGAer13/mplug-owl-llama-7b-video",),
     converts_from=("mplug-owl",),

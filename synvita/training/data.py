@@ -14,6 +14,7 @@ and resuming at step s needs nothing but s.
 
 from __future__ import annotations
 
+import fnmatch
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,16 +69,20 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
     if not triplets:
         raise SynvitaError(f"{cfg.triplets}: no triplets left after split={cfg.split!r}, "
                          f"misalignments={cfg.misalignments}")
+    if cfg.explanations and not any(t.nle for t in triplets):
+        raise ValueError(f"data.explanations: no triplet in {cfg.triplets} (split={cfg.split!r}) has an explanation "
+                         "(field nle): import VideoCon's LLM feedback CSV (column nle) with the generation "
+                         "config's `explanations: videocon_llm_feedback.csv`, or set data.explanations=false")
     clips_by_triplet: dict[str, list[SyntheticClip]] = {}
     weights: dict[str, tuple[float, float]] = {}
     if cfg.clips is not None:
         clips = read_manifest(cfg.clips, SyntheticClip)
         known = {c.generator for c in clips}
-        unknown = sorted(set(cfg.generators or ()) - known)
+        unknown = [g for g in cfg.generators or () if not fnmatch.filter(known, g)]
         if unknown:
-            raise SynvitaError(f"data.generators: {unknown} not in {cfg.clips} (it has {sorted(known)})")
+            raise SynvitaError(f"data.generators: {unknown} match no generator in {cfg.clips} (it has {sorted(known)})")
         for c in clips:
-            if cfg.generators is None or c.generator in cfg.generators:
+            if cfg.generators is None or any(fnmatch.fnmatchcase(c.generator, g) for g in cfg.generators):
                 clips_by_triplet.setdefault(c.triplet_id, []).append(c)
         if cfg.weights is not None:
             # A clip without a real caption (f_real null) has no weight: it counts as unscored.

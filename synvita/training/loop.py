@@ -2,8 +2,9 @@
 
 Per micro-batch of B triplets the vision tower encodes each real and synthetic video once; the six
 views (or two for the VideoCon baseline) are scored from those features. Normalisation (see
-losses.py) needs Σ/(B·A): the objective divides by B here and `accelerator.backward` (or DeepSpeed)
-divides by the A accumulation steps; DDP averages over processes.
+losses.py): the objective divides by B ("per_triplet") or by the micro-batch's label tokens and
+clip pairs ("official"), `accelerator.backward` (or DeepSpeed) divides by the A accumulation steps,
+and DDP averages over processes.
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
 from synvita.training.losses import synvita_objective
 from synvita.training.views import FeatureCache, TripletScorer, explanation_nll
-from synvita.utils import append_line, atomic_write_text, exclusive_lock, stable_seed
+from synvita.utils import MIXED_PRECISION_DTYPES, append_line, atomic_write_text, exclusive_lock, stable_seed
 
 log = logging.getLogger("synvita.train")
-
-DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 class Objective(nn.Module):
@@ -44,17 +43,18 @@ class Objective(nn.Module):
     def forward(self, batch) -> dict[str, torch.Tensor]:
         loss = self.cfg.loss
         examples, real, syn = zip(*batch)
-        views, w, has_clip = self.scorer(list(examples), list(real), list(syn), use_syn=loss.syn, use_scr=loss.scr)
-        parts = synvita_objective(views, w, denominator=self.cfg.per_device_batch_size, gamma=loss.gamma,
-                                  lambda_scr=loss.lambda_scr, syn=loss.syn, scr=loss.scr)
-        explanation = parts.total.new_zeros(())
-        if self.cfg.data.explanations:
-            # Same normalisation as the other parts: a sum over triplets / B.
-            explanation = explanation_nll(self.scorer.scorer.lmm, list(examples), list(real)).sum()
-            explanation = explanation / self.cfg.per_device_batch_size
-        return {"loss": parts.total + loss.lambda_explanation * explanation, "loss_real": parts.real,
-                "loss_syn": parts.syn, "loss_scr": parts.scr, "loss_explanation": explanation,
-                "w": w.detach(), "has_clip": has_clip}
+        official = loss.normalization == "official"
+        views, eos, w, has_clip = self.scorer(list(examples), list(real), list(syn), use_syn=loss.syn,
+                                              use_scr=loss.scr, eos=official)
+        explanations = (explanation_nll(self.scorer.scorer.lmm, list(examples), list(real))
+                        if self.cfg.data.explanations else None)
+        # per_triplet divides by B here; `accelerator.backward` divides by the A accumulation steps.
+        parts = synvita_objective(views, w, has_clip, normalization=loss.normalization,
+                                  denominator=self.cfg.per_device_batch_size, eos=eos, explanations=explanations,
+                                  gamma=loss.gamma, lambda_scr=loss.lambda_scr,
+                                  lambda_explanation=loss.lambda_explanation, syn=loss.syn, scr=loss.scr)
+        return {"loss": parts.total, "loss_real": parts.real, "loss_syn": parts.syn, "loss_scr": parts.scr,
+                "loss_explanation": parts.explanation, "w": w.detach(), "has_clip": has_clip}
 
 
 def _build_model(cfg: TrainConfig, accelerator):
@@ -64,7 +64,7 @@ def _build_model(cfg: TrainConfig, accelerator):
     from synvita.models.families import load_video_lmm
 
     quant = cfg.model.quantization
-    lmm = load_video_lmm(cfg.model.name_or_path, dtype=DTYPES[cfg.mixed_precision],
+    lmm = load_video_lmm(cfg.model.name_or_path, dtype=MIXED_PRECISION_DTYPES[cfg.mixed_precision],
                          device=str(accelerator.device) if quant else None, quantization=quant,
                          trust_remote_code=cfg.model.trust_remote_code)
     if quant:
@@ -72,9 +72,8 @@ def _build_model(cfg: TrainConfig, accelerator):
     if cfg.model.gradient_checkpointing:
         # Non-reentrant checkpointing needs no input that requires grad (the LLM's inputs are frozen embeddings).
         lmm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    targets = cfg.lora.target_modules if cfg.lora.target_modules is not None else lmm.family.lora_targets
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=targets, bias="none")
+                      target_modules=lmm.family.lora_target_regex(cfg.lora.targets), bias="none")
     # LoRA's A init draws from the global RNG; seeding here keeps it independent of how the base
     # was loaded (ZeRO-3's partitioned load consumes random numbers differently).
     set_seed(cfg.seed)

@@ -19,11 +19,15 @@ import numpy as np
 import torch
 
 from synvita.data.video import Clip
+from synvita.models.alignment import answer_gap
 from synvita.text.lcs import shared_spans
 from synvita.training.data import Example
+from synvita.training.losses import Explanations
 
 EXPLAIN_QUESTION = 'What is the misalignment between this video and the description: "{text}"?'
 REAL_VIEWS = ("rr", "rs", "rp")
+# The label each entailment view is trained to answer (t' views have none).
+ANSWERS = {"rr": "Yes", "rs": "No", "ss": "Yes", "sr": "No"}
 SYN_VIEWS = ("ss", "sr", "sp")
 
 
@@ -86,8 +90,11 @@ class TripletScorer:
         return caches
 
     def __call__(self, examples: list[Example], real: list[Clip | np.ndarray], syn: list[Clip | np.ndarray | None], *,
-                 use_syn: bool, use_scr: bool) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        """(views, w, has_clip) for the objective: views maps a view name to (log P(Yes), log P(No))."""
+                 use_syn: bool, use_scr: bool, eos: bool = False
+                 ) -> tuple[dict, dict | None, torch.Tensor, torch.Tensor]:
+        """(views, eos, w, has_clip) for the objective: views maps a view name to (log P(Yes), log P(No));
+        with `eos`, the answer views also carry their label token and eos maps them to
+        log P(end of sequence | prompt, label), else eos is None."""
         device = self.scorer.lmm.device
         synthetic = use_syn or use_scr
         syn_rows = [i for i, s in enumerate(syn) if s is not None] if synthetic else []
@@ -96,7 +103,7 @@ class TripletScorer:
 
         wanted = [v for v in REAL_VIEWS if v != "rp" or use_scr]
         wanted_syn = [v for v in SYN_VIEWS if v != "sp" or use_scr]
-        video_index, texts, spans, slots = [], [], [], []
+        video_index, texts, spans, answers, slots = [], [], [], [], []
         for row, e in enumerate(examples):
             t = e.triplet
             shared = shared_spans(t.caption, t.negative) if use_scr else None
@@ -109,34 +116,43 @@ class TripletScorer:
                 video_index.append(video)
                 texts.append(view_text[name][0])
                 spans.append(view_text[name][1])
+                answers.append(ANSWERS.get(name) if eos else None)
                 slots.append((name, row))
-        lp_yes, lp_no = self.scorer.answer_logprobs(self.scorer.pairs(caches, video_index, texts, spans))
+        lp_yes, lp_no, lp_eos = self.scorer.answer_and_eos_logprobs(
+            self.scorer.pairs(caches, video_index, texts, spans, answers))
 
-        views = {}
+        views, eos_views = {}, {} if eos else None
         for name in wanted + (wanted_syn if synthetic else []):
             picks = [k for k, (v, _) in enumerate(slots) if v == name]
             rows = torch.tensor([slots[k][1] for k in picks], device=device, dtype=torch.long)
             picks = torch.tensor(picks, device=device, dtype=torch.long)
-            views[name] = tuple(torch.zeros(n_real, device=device, dtype=lp.dtype).index_put((rows,), lp[picks])
-                                for lp in (lp_yes, lp_no))
+
+            def by_row(lp):
+                return torch.zeros(n_real, device=device, dtype=lp.dtype).index_put((rows,), lp[picks])
+
+            views[name] = (by_row(lp_yes), by_row(lp_no))
+            if eos and name in ANSWERS:
+                eos_views[name] = by_row(lp_eos)
         has_clip = torch.tensor([s is not None for s in syn], device=device, dtype=torch.float32)
         w = torch.tensor([e.w for e in examples], device=device, dtype=torch.float32) * has_clip
-        return views, w, has_clip
+        return views, eos_views, w, has_clip
 
 
-def explanation_nll(lmm, examples: list[Example], frames: list[Clip | np.ndarray]) -> torch.Tensor:
-    """VideoCon's explanation task: mean token NLL of each triplet's `nle` given (V^r, t^s), shape (B,).
+def explanation_nll(lmm, examples: list[Example], frames: list[Clip | np.ndarray]) -> Explanations:
+    """VideoCon's explanation task: Σ token NLL of each triplet's `nle` (+ end of sequence) given
+    (V^r, t^s), and its token count, each of shape (B,).
 
-    Triplets without an `nle` get 0. This is ordinary teacher-forced language modelling through the
-    model's own forward (its own video handling), so it costs one more vision pass per explained video.
+    Triplets without an `nle` get 0 tokens. This is ordinary teacher-forced language modelling through
+    the model's own forward (its own video handling), so it costs one more vision pass per explained video.
     """
     device = lmm.device
-    losses = torch.zeros(len(examples), device=device)
+    nll_sum = torch.zeros(len(examples), device=device)
+    tokens = torch.zeros(len(examples), device=device)
     rows = [i for i, e in enumerate(examples) if e.triplet.nle]
     if not rows:
-        return losses
+        return Explanations(nll_sum, tokens)
     before, after = lmm.prompt_pieces(EXPLAIN_QUESTION)
-    gap = "" if after.endswith((" ", "\n")) else " "
+    gap = answer_gap(after)
     prompts = [before + examples[i].triplet.negative + after for i in rows]
     answers = [gap + examples[i].triplet.nle + (lmm.tokenizer.eos_token or "") for i in rows]
     videos = [frames[i] for i in rows]
@@ -160,5 +176,5 @@ def explanation_nll(lmm, examples: list[Example], frames: list[Clip | np.ndarray
     # Only answer tokens are targets: a prompt's placeholder id may lie past the vocabulary (mPLUG-Owl).
     targets = targets.masked_fill(~mask, -100)
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=-100)
-    per_row = (nll * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-    return losses.index_put((torch.tensor(rows, device=device),), per_row)
+    index = (torch.tensor(rows, device=device),)
+    return Explanations(nll_sum.index_put(index, (nll * mask).sum(-1)), tokens.index_put(index, mask.sum(-1).float()))
