@@ -160,6 +160,7 @@ def model_card(facts: CardFacts, repo_id: str) -> str:
     settings = [
         ("base model", base), ("family", facts.family), ("objective", objective),
         ("weighting", loss["weighting"]), ("λ_scr", loss["lambda_scr"]), ("γ", loss["gamma"]),
+        ("loss normalization", loss["normalization"]),
         ("L_syn / L_scr", f"{'on' if loss['syn'] else 'off'} / {'on' if loss['scr'] else 'off'}"),
         ("LoRA r / alpha / dropout", f"{lora.get('r')} / {lora.get('lora_alpha')} / {lora.get('lora_dropout')}"),
         ("LoRA targets", ", ".join(sorted(targets)) if isinstance(targets, list) else targets),

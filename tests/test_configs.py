@@ -79,8 +79,8 @@ def test_print_config_resolves_a_shipped_name_with_overrides(capsys):
     assert_contains(printed, shipped, "")
     assert printed["lora"]["r"] == 4 and printed["optim"]["lr"] == 2e-4
     # Defaults the YAML leaves out are filled in (training/config.py).
-    assert printed["optim"]["weight_decay"] == 0.0 and printed["report_to"] == ["tensorboard"]
-    assert printed["lora"]["target_modules"] is None
+    assert printed["optim"]["weight_decay"] == 1e-4 and printed["report_to"] == ["tensorboard"]
+    assert printed["lora"]["targets"] == "all_linear" and printed["loss"]["normalization"] == "official"
 
 
 def test_validate_checks_files_without_loading_a_model(run_files, tmp_path, capsys):

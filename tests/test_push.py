@@ -62,11 +62,12 @@ def test_dry_run_writes_a_complete_card(trained, tmp_path, capsys):
 
     assert rows["base model"] == str(model) and rows["family"] == "video-llava"
     assert rows["weighting"] == "margin" and rows["λ_scr"] == "0.5" and rows["γ"] == "0.3"
+    assert rows["loss normalization"] == "official"
     assert rows["objective"] == "L_real + L_syn^w + λ_scr·L_scr^w"
     assert rows["LoRA r / alpha / dropout"] == "4 / 8 / 0.0"
     from synvita.models.families import FAMILIES
 
-    targets = FAMILIES.get("video-llava").lora_targets  # a regex: its "|" are escaped in the table
+    targets = FAMILIES.get("video-llava").lora_target_regex("all_linear")  # a regex: "|" escaped in the table
     assert rows["LoRA targets"] == (targets if isinstance(targets, str) else ", ".join(sorted(targets))).replace("|", "\\|")
     assert rows["steps"] == "2"
 
