@@ -165,10 +165,16 @@ def test_label_answers_give_eos_after_them_and_leave_the_answer_readout(kind, lm
             # Independent: the processor's prompt with the answer written after it, the model's own forward.
             prompt = scorer.prefix_text + TEXTS[i] + scorer.suffix_text
             answer = prompt + (" " if not prompt.endswith((" ", "\n")) else "") + labels[i]
-            inputs = lmm.processor(text=[answer], videos=[pairs_v[i]], return_tensors="pt")
-            n_prompt = lmm.processor(text=[prompt], videos=[pairs_v[i]], return_tensors="pt")["input_ids"].shape[1]
-            assert inputs["input_ids"].shape[1] == n_prompt + 1, "the answer is one token"
-            assert inputs["input_ids"][0, -1] in (lmm.yes_ids if labels[i] == "Yes" else lmm.no_ids)
+            # The label is the last token of the processor's prompt + answer, written after the prompt as scored.
+            label = lmm.processor(text=[answer], videos=[pairs_v[i]], return_tensors="pt")["input_ids"][:, -1:]
+            assert label.item() in (lmm.yes_ids if labels[i] == "Yes" else lmm.no_ids)
+            inputs = lmm.processor(text=[prompt], videos=[pairs_v[i]], return_tensors="pt")
+            width = inputs["input_ids"].shape[1]
+            for key, value in list(inputs.items()):  # per-token inputs (e.g. Qwen's token types) grow by one text token
+                if key not in ("input_ids", "attention_mask") and value.dim() == 2 and value.shape[1] == width:
+                    inputs[key] = torch.cat([value, torch.zeros_like(label)], dim=1)
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], label], dim=1)
+            inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(label)], dim=1)
             with torch.no_grad():
                 logp = lmm.model(**inputs).logits[0, -1].double().log_softmax(-1)
             assert abs(float(lp_eos[i]) - float(logp[lmm.tokenizer.eos_token_id])) < TOL, (sharing, i)
