@@ -229,6 +229,7 @@ def test_the_shipped_recipe_trains_the_tiny_model_with_lora_on_every_llm_linear_
         f"model.name_or_path={tiny_dir}", f"data.triplets={data / 'triplets.jsonl'}",
         f"data.clips={data / 'clips.jsonl'}", f"data.weights={data / 'weights.jsonl'}",
         f"output_dir={tmp_path / 'out'}", "data.frames.num_frames=4", "per_device_batch_size=2", "max_steps=2",
+        "data.generators=null",
         'mixed_precision="no"', "resume_from=null", "lora.r=4"])
     AcceleratorState._reset_state(True)
     result = train(cfg)
