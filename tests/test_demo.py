@@ -141,12 +141,21 @@ def test_swapped_labels_train_yes_on_the_real_caption_of_the_synthetic_clip():
     lp = {v: (torch.tensor([-0.2, -1.0]), torch.tensor([-1.8, -0.5])) for v in ("rr", "rs", "ss", "sr")}
     lp["sr"] = (torch.tensor([-2.0, -0.1]), torch.tensor([-0.3, -2.5]))
     w = torch.tensor([0.5, 1.0])
+    has_clip = torch.ones(2)
     with demo._swapped_synthetic_labels():
-        parts = loop.synvita_objective(lp, w, denominator=2, syn=True, scr=False)
+        parts = loop.synvita_objective(lp, w, has_clip, normalization="per_triplet", denominator=2, syn=True,
+                                       scr=False)
     # by hand: the synthetic part asks No of (V^s,t^s) and Yes of (V^s,t^r)
     expected = (0.5 * (1.8 + 2.0) + 1.0 * (0.5 + 0.1)) / 2
     assert float(parts.syn) == pytest.approx(expected)
-    assert float(loop.synvita_objective(lp, w, denominator=2, syn=True, scr=False).syn) != pytest.approx(expected)
+    right = loop.synvita_objective(lp, w, has_clip, normalization="per_triplet", denominator=2, syn=True, scr=False)
+    assert float(right.syn) != pytest.approx(expected)
+    # Under the official normalisation the end-of-sequence terms follow their swapped answers too.
+    eos = {v: torch.tensor([-0.1, -0.2]) for v in ("rr", "rs", "ss")} | {"sr": torch.tensor([-0.7, -0.9])}
+    with demo._swapped_synthetic_labels():
+        official = loop.synvita_objective(lp, w, has_clip, normalization="official", eos=eos, syn=True, scr=False)
+    tokens = 2 * (2 * 2 + 2 * 2)
+    assert float(official.syn) == pytest.approx((0.5 * (1.8 + 2.0 + 0.7 + 0.1) + 1.0 * (0.5 + 0.1 + 0.9 + 0.2)) / tokens)
 
 
 @pytest.mark.slow

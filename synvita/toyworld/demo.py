@@ -219,11 +219,12 @@ def _swapped_synthetic_labels():
 
     right = loop.synvita_objective
 
-    def swapped(views, w, **kwargs):
-        views = dict(views)
-        if "ss" in views:
-            views["ss"], views["sr"] = views["sr"], views["ss"]
-        return right(views, w, **kwargs)
+    def swapped(views, w, has_clip, eos=None, **kwargs):
+        views, eos = dict(views), dict(eos) if eos is not None else None
+        for answers in (views, eos):
+            if answers is not None and "ss" in answers:
+                answers["ss"], answers["sr"] = answers["sr"], answers["ss"]
+        return right(views, w, has_clip, eos=eos, **kwargs)
 
     loop.synvita_objective = swapped
     try:
