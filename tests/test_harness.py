@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 import json
 import sys
 from pathlib import Path
@@ -150,32 +151,38 @@ def atp_prompt(statement: str) -> str:
             f'Human: Does this video entail the description: "{statement}"?\nAI: ')
 
 
-@pytest.fixture(scope="module")
-def tiny_atp(tmp_path_factory):
-    """A tiny model, three generated clips under NExT-QA's folder layout, and ATP-Hard files for them."""
+def write_atp(root: Path, questions) -> Path:
+    """Clips under NExT-QA's folder layout for `questions`, and ATP-Hard files for them."""
     from synvita.data.video import write_video
-    from synvita.models.tiny import build_tiny
 
-    root = tmp_path_factory.mktemp("atp")
-    model = build_tiny("qwen2-vl", root / "model", seed=0)
     rng = np.random.default_rng(0)
-    for vid, *_ in QUESTIONS:
+    for vid, *_ in questions:
         write_video(root / "videos" / "1106" / f"{vid}.mp4", rng.integers(0, 256, (6, 40, 48, 3), dtype=np.uint8), fps=4)
     ann = root / "ann"
     ann.mkdir()
     with open(ann / "eval-nextqa-atphard.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["videopath", "question", "answer", "option", "caption"])
-        for vid, question, _, answer, statements in QUESTIONS:
+        for vid, question, _, answer, statements in questions:
             for option, s in enumerate(statements):
                 # The authors' absolute paths: the harness finds the file by its tail under --video-root.
                 w.writerow([f"/local2/hb/nextqa/NExTVideo/1106/{vid}.mp4", question, answer, option, atp_prompt(s)])
     with open(ann / "nextqa-atphard.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["video", "question", "answer", "qid", "type"])
-        for vid, question, qtype, answer, _ in QUESTIONS:
+        for vid, question, qtype, answer, _ in questions:
             w.writerow([vid, question, answer, 1, qtype])
-    return root, model, ann
+    return ann
+
+
+@pytest.fixture(scope="module")
+def tiny_atp(tmp_path_factory):
+    """A tiny model, three generated clips under NExT-QA's folder layout, and ATP-Hard files for them."""
+    from synvita.models.tiny import build_tiny
+
+    root = tmp_path_factory.mktemp("atp")
+    model = build_tiny("qwen2-vl", root / "model", seed=0)
+    return root, model, write_atp(root, QUESTIONS)
 
 
 def run_model(root, model, ann, out, *extra):
@@ -332,3 +339,131 @@ def test_auto_dtype_is_the_adapters_training_dtype(tmp_path):
     (tmp_path / "run" / "resolved.yaml").write_text("mixed_precision: bf16\nseed: 0\n")
     assert eval_dtype("auto", adapter, None) == "bfloat16"
     assert eval_dtype("float32", adapter, None) == "float32"
+
+
+# -- several processes ---------------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _eval_command(root, model, ann, out, processes: int) -> list[str]:
+    """eval/evaluate.py alone, or under `accelerate launch` with `processes` CPU processes."""
+    script = [str(REPO / "eval" / "evaluate.py"), "--benchmark", "atp-hard", "--annotations", str(ann),
+              "--model", str(model), "--video-root", str(root / "videos"), "--frames", "4", "--batch-size", "2",
+              "--out", str(out)]
+    if processes == 1:
+        return [sys.executable, *script]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(_free_port()), *script]
+
+
+def _env() -> dict:
+    import os
+
+    # The same threads in every run: CPU kernels may sum in another order with another thread count.
+    return {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="module")
+def many_atp(tmp_path_factory):
+    """24 questions (120 pairs), enough for a kill to land mid-run, and the one-process reference run."""
+    import subprocess
+
+    from synvita.models.tiny import build_tiny
+
+    root = tmp_path_factory.mktemp("many")
+    model = build_tiny("qwen2-vl", root / "model", seed=0)
+    questions = [(str(2000 + i), f"what happens {i}", "TN" if i % 2 else "CW", i % 5,
+                  [f"It moves {w} {i}." for w in ("left", "right", "up", "down", "away")]) for i in range(24)]
+    ann = write_atp(root, questions)
+    subprocess.run(_eval_command(root, model, ann, root / "one.json", 1), env=_env(), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return root, model, ann
+
+
+def _same_result(a: Path, b: Path) -> None:
+    """Same metrics, counts and setup; the predictions files equal byte for byte."""
+    one, two = json.loads(a.read_text()), json.loads(b.read_text())
+    assert Path(one["predictions"]).read_bytes() == Path(two["predictions"]).read_bytes()
+    for result in (one, two):  # what this run scored itself differs after a resumption
+        del result["counts"]["pairs_reused"], result["counts"]["pairs_scored"]
+    for key in set(one) | set(two):
+        if key not in ("predictions", "provenance"):
+            assert one[key] == two[key], key
+    drop = ("date",)
+    assert {k: v for k, v in one["provenance"].items() if k not in drop} == \
+           {k: v for k, v in two["provenance"].items() if k not in drop}
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_result_byte_for_byte(many_atp):
+    import subprocess
+
+    root, model, ann = many_atp
+    subprocess.run(_eval_command(root, model, ann, root / "two.json", 2), env=_env(), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert not list(root.glob("two.predictions.rank*.csv"))  # merged and removed
+    assert len(pd.read_csv(root / "two.predictions.csv", names=["v", "c", "e"])) == 120
+    _same_result(root / "one.json", root / "two.json")
+
+
+@pytest.mark.slow
+def test_a_sigkilled_two_process_run_resumes(many_atp):
+    import signal
+    import subprocess
+    import time
+
+    root, model, ann = many_atp
+    out = root / "killed.json"
+    journals = [root / f"killed.predictions.rank{r}.csv" for r in (0, 1)]
+    proc = subprocess.Popen(_eval_command(root, model, ann, out, 2), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not any(j.exists() and j.stat().st_size for j in journals) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    # The launcher and both workers at once, mid-write (torch's launcher starts the workers in
+    # sessions of their own, so the process group does not reach them).
+    import psutil
+
+    launcher = psutil.Process(proc.pid)
+    for p in [*launcher.children(recursive=True), launcher]:
+        p.send_signal(signal.SIGKILL)
+    proc.wait()
+    # whole records: each ends with its score and a newline (captions hold newlines of their own)
+    written = sum(len(re.findall(r"\d\n", j.read_text())) for j in journals if j.exists())
+    assert proc.returncode == -signal.SIGKILL and 0 < written < 120, written
+    subprocess.run(_eval_command(root, model, ann, out, 2), env=_env(), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    counts = json.loads(out.read_text())["counts"]
+    assert counts["pairs_reused"] == written and counts["pairs_scored"] == 120 - written
+    assert not any(j.exists() for j in journals)
+    _same_result(root / "one.json", out)
+
+
+def test_slurm_array_shards_then_a_merging_run(tiny_atp, tmp_path):
+    """`--shard I/N` tasks score disjoint shares into their journals; the run without --shard scores
+    nothing more, merges them in one-process order and computes the metrics."""
+    root, model, ann = tiny_atp
+    assert run_model(root, model, ann, tmp_path / "one.json") == 0
+    out = tmp_path / "array.json"
+    for shard in ("1/2", "0/2"):
+        assert run_model(root, model, ann, out, "--shard", shard) == 0
+        assert not out.exists()  # no metrics from a shard
+    journals = sorted(tmp_path.glob("array.predictions.rank*.csv"))
+    shares = [set(pd.read_csv(j, names=["v", "c", "e"]).v) for j in journals]
+    assert len(journals) == 2 and not shares[0] & shares[1] and len(shares[0] | shares[1]) == 3
+    assert run_model(root, model, ann, out) == 0
+    result = json.loads(out.read_text())
+    assert result["counts"]["pairs_scored"] == 0 and result["counts"]["pairs_reused"] == 15
+    assert not list(tmp_path.glob("array.predictions.rank*.csv"))
+    one = pd.read_csv(tmp_path / "one.predictions.csv", names=["v", "c", "e"])
+    merged = pd.read_csv(tmp_path / "array.predictions.csv", names=["v", "c", "e"])
+    assert (one[["v", "c"]] == merged[["v", "c"]]).all().all()  # the order one process writes
+    assert np.allclose(one.e, merged.e, rtol=0, atol=1e-6)
+    assert result["accuracy"] == json.loads((tmp_path / "one.json").read_text())["accuracy"]

@@ -8,6 +8,13 @@ With a model, predictions go to `OUT.predictions.csv` in VideoCon's header-less
 `videopath,caption,entailment` format (VideoCon's calc_ssv2.py / eval_atphard.py read it), appended
 as they are scored, with the provenance in `OUT.predictions.json`. Running the same
 command again after a kill scores only what is missing.
+
+Under `accelerate launch --num_processes N` the videos are split across the processes; each appends
+to its own journal `OUT.predictions.rank<r>.csv`, and the main process merges them into
+`OUT.predictions.csv` (rows in the order one process writes them, so the file is the same byte for
+byte) and computes the metrics. A killed run's journals are merged when it is run again. With
+`--shard I/N` (a SLURM array task) a run scores its share into journal I and stops; the same command
+without `--shard` then merges the journals and computes the metrics.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from synvita.data.video import FrameSampler
 from synvita.errors import SynvitaError, failure_message
 from synvita.evaluation.benchmarks import BENCHMARKS, Pair, compute, join, load_pairs, locate_video, read_predictions
 from synvita.provenance import provenance
-from synvita.utils import MIXED_PRECISION_DTYPES, atomic_write_text
+from synvita.utils import MIXED_PRECISION_DTYPES, atomic_write_text, parse_shard, process_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: where transformers puts it)")
     parser.add_argument("--quantization", choices=("4bit", "8bit"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shard", help="I/N: score only every N-th video from the I-th into its own journal, "
+                        "then stop (SLURM arrays; run again without --shard to merge and compute the metrics)")
 
 
 def _sampler(args) -> FrameSampler:
@@ -130,10 +139,36 @@ def _row(video: str, text: str, score: float) -> str:
     return buf.getvalue()
 
 
-def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
-    """Score every (video, caption) not yet in `path`, one video at a time, appending rows as they come.
+def _journal(path: Path, rank: int, processes: int) -> Path:
+    """Where process `rank` appends its rows: the predictions file itself when it runs alone."""
+    return path if processes == 1 else path.with_name(f"{path.stem}.rank{rank}.csv")
 
-    Returns the counts of pairs reused from an earlier run and scored now.
+
+def merge_journals(path: Path, pairs: list[Pair]) -> None:
+    """Fold the per-process journals into `path`, rows in the order one process writes them (videos
+    by first appearance, each video's captions in order), then delete them."""
+    journals = sorted(path.parent.glob(f"{path.stem}.rank*.csv"))
+    rows: dict[tuple[str, str], float] = {}
+    for f in [p for p in (path, *journals) if p.exists()]:
+        _complete_records(f)
+        for p in read_predictions(f):
+            rows.setdefault((p.video, p.text), p.score)
+    first = {}
+    for i, p in enumerate(pairs):
+        first.setdefault(p.video, i)
+    order = dict.fromkeys((p.video, p.text) for p in sorted(pairs, key=lambda p: first[p.video]))
+    keys = [k for k in order if k in rows] + [k for k in rows if k not in order]
+    atomic_write_text(path, "".join(_row(video, text, rows[video, text]) for video, text in keys))
+    for f in journals:
+        f.unlink()
+
+
+def score_with_model(args, pairs: list[Pair], path: Path) -> dict | None:
+    """Score every (video, caption) not yet in `path`, one video at a time, appending rows as they come;
+    under several processes, each scores every N-th video into its own journal.
+
+    Returns, on the main process, the counts of pairs reused from an earlier run and scored now
+    (None on the others).
     """
     import torch
 
@@ -144,18 +179,36 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
 
     if args.video_root is None:
         raise SynvitaError("--model needs --video-root (the folder holding the benchmark's videos)")
+    # A SLURM array task works alone; the processes of `accelerate launch` wait for one another.
+    state = None if args.shard else process_state()
+    rank, processes = parse_shard(args.shard) if args.shard else (state.process_index, state.num_processes)
+    main = state is not None and state.is_main_process
+
+    def barrier() -> None:
+        if state is not None:
+            state.wait_for_everyone()
+
     sampler = _sampler(args)
     setup = _setup(args, sampler)
     sidecar = provenance_path(path)
-    done: set[tuple[str, str]] = set()
-    if path.exists():
+    if path.exists() or any(path.parent.glob(f"{path.stem}.rank*.csv")):
         earlier = json.loads(sidecar.read_text()) if sidecar.exists() else {}
         changed = {k: (earlier.get(k), v) for k, v in setup.items() if earlier.get(k) != v}
         if changed:
             raise SynvitaError(f"{path} was written by another setup ({changed}, as (then, now)); "
                              "delete it or pass another --predictions to start afresh")
-        _complete_records(path)
-        done = {(p.video, p.text) for p in read_predictions(path)}
+    unique = len({(p.video, p.text) for p in pairs})
+    journal = _journal(path, rank, processes)
+    barrier()  # every process has read the side-car before it is rewritten
+    if main:
+        merge_journals(path, pairs)
+        failures_path(path).unlink(missing_ok=True)  # this run's failures only: the earlier ones are retried
+    elif args.shard and journal.exists():
+        _complete_records(journal)  # a shard keeps its own journal across kills
+    if main or (args.shard and not sidecar.exists()):
+        atomic_write_text(sidecar, json.dumps(provenance(**setup, pairs=unique), indent=2) + "\n")
+    barrier()
+    done = {(p.video, p.text) for f in (path, journal) if f.exists() for p in read_predictions(f)}
     # Each video is decoded and encoded once: its captions go to the scorer together.
     todo: dict[str, list[Pair]] = defaultdict(list)
     seen = set(done)
@@ -163,34 +216,42 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict:
         if (p.video, p.text) not in seen:
             seen.add((p.video, p.text))
             todo[p.video].append(p)
-    unique = len({(p.video, p.text) for p in pairs})
-    atomic_write_text(sidecar, json.dumps(provenance(**setup, pairs=unique), indent=2) + "\n")
-    scored, failed = sum(len(v) for v in todo.values()), 0
-    if todo:
+    scored = sum(len(v) for v in todo.values())
+    # Every N-th video of the benchmark, so that each share stays put however much is done.
+    share = set(list(dict.fromkeys(p.video for p in pairs))[rank::processes])
+    mine = [(video, video_pairs) for video, video_pairs in todo.items() if video in share]
+    if mine:
         torch.manual_seed(args.seed)
-        lmm = load_video_lmm(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization)
+        # Each process on its own GPU; on CPU, where transformers puts it anyway.
+        device = args.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
+        lmm = load_video_lmm(args.model, dtype=args.dtype, device=device, quantization=args.quantization)
         if args.adapter:
             apply_adapter(lmm, args.adapter)
         scorer = AlignmentScorer(lmm, sampler, batch_size=args.batch_size)
-        failures = failures_path(path)
-        failures.unlink(missing_ok=True)  # this run's failures only: the earlier ones are retried
-        with open(path, "a", encoding="utf-8", newline="") as f:
-            for video, video_pairs in tqdm(todo.items(), desc=f"{args.benchmark}: videos", unit="video"):
+        with open(journal, "a", encoding="utf-8", newline="") as f:
+            for video, video_pairs in tqdm(mine, desc=f"{args.benchmark}: videos", unit="video",
+                                           disable=rank != 0):
                 try:
                     frames = read_clip(locate_video(args.video_root, video), sampler)
                     scores = scorer.score_many(frames, [p.caption for p in video_pairs]).tolist()
                 except Exception as err:  # one bad video or caption must not end the evaluation
-                    append_record(failures, Failure(item=video, error=failure_message(err)))
-                    failed += len(video_pairs)
+                    append_record(failures_path(path), Failure(item=video, error=failure_message(err)))
                     continue
                 for p, score in zip(video_pairs, scores):
                     f.write(_row(p.video, p.text, float(score)))
                 f.flush()
+    barrier()
+    if not main:
+        return None
+    merge_journals(path, pairs)
+    written = {(p.video, p.text) for p in read_predictions(path)}
+    failed = sum(1 for video_pairs in todo.values() for p in video_pairs if (p.video, p.text) not in written)
     return {"pairs_reused": unique - scored, "pairs_scored": scored - failed, "pairs_failed": failed}
 
 
-def evaluate(args) -> dict:
-    """Score (or read) the predictions and compute the benchmark's metrics: the JSON written to --out."""
+def evaluate(args) -> dict | None:
+    """Score (or read) the predictions and compute the benchmark's metrics: the JSON written to --out
+    (None on the processes other than the main one of a multi-process run)."""
     if args.adapter and not args.model:
         raise SynvitaError("--adapter needs --model (the base model it was trained on)")
     pairs = load_pairs(args.benchmark, args.annotations)
@@ -202,6 +263,11 @@ def evaluate(args) -> dict:
         # Recorded in the provenance resolved, so `auto` never hides what ran.
         args.dtype = eval_dtype(args.dtype, args.adapter, args.device)
         run_counts = score_with_model(args, pairs, predictions)
+        if run_counts is None:
+            if args.shard:
+                print(f"{args.benchmark}: shard {args.shard} scored into its journal; run again without "
+                      "--shard to merge the shards and compute the metrics")
+            return None
     else:
         predictions = args.from_predictions
     with warnings.catch_warnings(record=True) as caught:
@@ -227,6 +293,8 @@ def evaluate(args) -> dict:
 
 def run(args) -> int:
     out = evaluate(args)
+    if out is None:
+        return 0
     atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
     numbers = "  ".join(
         f"{k} {v:.2f}" for k, v in out.items() if isinstance(v, float) and not k.endswith("_tie_aware")

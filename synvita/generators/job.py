@@ -29,7 +29,7 @@ from synvita.data.records import (
     MISALIGNMENTS, FieldError, SyntheticClip, Triplet, append_record, id_problem, read_manifest, write_manifest,
 )
 from synvita.errors import failure_message, out_of_memory, run_command
-from synvita.utils import path_within, stable_seed
+from synvita.utils import parse_shard, path_within, process_state, stable_seed
 
 # Modules that register backends of their own into BACKENDS when imported.
 BUILTIN_PLUGINS = ("synvita.toyworld.generator",)
@@ -65,16 +65,6 @@ class GenerateConfig:
         if problem := id_problem(self.generator or self.backend):
             raise ValueError(f"generator: {problem}")
         parse_shard(self.shard)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"shard {text!r} is not of the form i/N") from None
-    if not 0 <= i < n:
-        raise ValueError(f"shard {text!r}: need 0 <= i < N")
-    return i, n
 
 
 def read_triplets(path: Path, video_root: Path = Path("."), explanations: Path | None = None) -> list[Triplet]:
@@ -159,16 +149,6 @@ def get_backend(cfg: GenerateConfig):
                 if err.name != module:  # a plugin that is there but broken must say so
                     raise
     return BACKENDS.get(cfg.backend).from_settings(dict(cfg.settings))
-
-
-def process_state():
-    """Accelerate's process state; on a machine without GPUs (or with ACCELERATE_USE_CPU=true) the
-    processes of `accelerate launch` form a gloo group, which PartialState only does when told `cpu`."""
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
 def _generate_batch(backend, prompts: list[str], seeds: list[int]) -> tuple[list, list[str | None]]:
