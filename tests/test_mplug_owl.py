@@ -150,10 +150,18 @@ def test_generate_with_the_cache_equals_greedy_decoding_by_full_forwards(tiny_di
     assert torch.equal(generated, ids)
 
 
-def test_segments_sampler_picks_the_authors_frames():
+def test_segments_sampler_picks_the_authors_frames_and_is_the_familys_default(tiny_dir):
+    from argparse import Namespace
+
+    from synvita.evaluation.harness import _sampler
+
     # mPLUG-Owl's get_index(100, 4): segment 99/4 = 24.75, first at int(12.375) = 12, then 12 + round(24.75 i).
     assert FrameSampler("segments", 4).indices(np.arange(100) / 25, 4.0).tolist() == [12, 37, 62, 86]
-    assert FrameSampler("segments", 32).describe() == "segments-32"
+    # `synvita evaluate` / `entail` sample as the family was trained unless told otherwise.
+    assert _sampler(Namespace(model=str(tiny_dir), sampler=None, frames=None, fps=None)) == FrameSampler("segments", 32)
+    assert _sampler(Namespace(model=str(tiny_dir), sampler="uniform", frames=None, fps=None)) == FrameSampler(
+        "uniform", 32)
+    assert _sampler(Namespace(model=str(tiny_dir), sampler=None, frames=8, fps=None)).describe() == "segments-8"
 
 
 def _owl_con_layout(peft_model) -> dict[str, torch.Tensor]:
@@ -292,10 +300,11 @@ def _published_folder(folder: Path, seed: int = 0):
 def test_the_published_layout_converts_once_on_first_load(tmp_path, monkeypatch, capsys):
     from synvita.cli import main as cli_main
     from synvita.models.alignment import AlignmentScorer
-    from synvita.models.families import load_video_lmm
+    from synvita.models.families import family_for_checkpoint, load_video_lmm
 
     monkeypatch.setenv("SYNVITA_CACHE", str(tmp_path / "cache"))
     state, sp = _published_folder(tmp_path / "published")
+    assert family_for_checkpoint(tmp_path / "published").name == "mplug-owl-video"  # before any conversion
     lmm = load_video_lmm(tmp_path / "published")
     converted = Path(lmm.source)
     assert converted.parent == tmp_path / "cache" / "converted" and not list(converted.glob("*.bin"))

@@ -51,9 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-root", type=Path, help="where the benchmark's videos are (with --model)")
     parser.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     parser.add_argument("--predictions", type=Path, help="predictions CSV to write/resume (default: OUT.predictions.csv)")
-    parser.add_argument("--frames", type=int, default=8, help="frames per video for the uniform and segments samplers")
-    parser.add_argument("--sampler", choices=("uniform", "segments", "fps", "all"), default="uniform",
-                        help="segments: mPLUG-Owl's own frame choice")
+    parser.add_argument("--frames", type=int,
+                        help="frames per video for the uniform and segments samplers (default: the model family's)")
+    parser.add_argument("--sampler", choices=("uniform", "segments", "fps", "all"),
+                        help="default: the model family's (uniform 8; mPLUG-Owl: segments 32, its own frame choice)")
     parser.add_argument("--fps", type=float, help="frames per second for --sampler fps")
     parser.add_argument("--batch-size", type=int, default=16, help="captions per forward pass")
     parser.add_argument("--dtype", default="auto",
@@ -68,9 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sampler(args) -> FrameSampler:
-    if args.sampler == "fps":
+    """--sampler and --frames, each defaulting to the frames the model's family was trained on."""
+    from synvita.models.families import family_for_checkpoint
+
+    trained = family_for_checkpoint(args.model).frames
+    kind = args.sampler or trained.kind
+    if kind == "fps":
         return FrameSampler("fps", fps=args.fps)
-    return FrameSampler(args.sampler, num_frames=args.frames)
+    return FrameSampler(kind, num_frames=args.frames or trained.num_frames)
 
 
 def provenance_path(predictions: Path) -> Path:

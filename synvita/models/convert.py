@@ -16,10 +16,9 @@ import logging
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
-from synvita.models.families import FAMILIES, FamilyError, ModelFamily
+from synvita.models.families import FAMILIES, FamilyError, ModelFamily, checkpoint_model_type
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +27,9 @@ def _family_converting(model_type: str | None) -> ModelFamily | None:
     return next((FAMILIES.get(n) for n in FAMILIES if model_type in FAMILIES.get(n).converts_from), None)
 
 
-def _source_model_type(name_or_path: str) -> str | None:
-    from transformers import PreTrainedConfig
-
-    return PreTrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
-
-
 def convert_checkpoint(source: str, out: str | Path) -> Path:
     """Convert the checkpoint `source` (folder or hub id) into `out`; complete or not there at all."""
-    model_type = _source_model_type(source)
+    model_type = checkpoint_model_type(source)
     family = _family_converting(model_type)
     if family is None:
         raise FamilyError(f"{source}: no family converts checkpoints of model_type {model_type!r}")
@@ -69,7 +62,7 @@ def cache_path(name_or_path: str) -> Path:
 
 def converted_checkpoint(name_or_path: str) -> str:
     """`name_or_path`, or for a checkpoint a family converts, its converted copy (made on first use)."""
-    if _family_converting(_source_model_type(name_or_path)) is None:
+    if _family_converting(checkpoint_model_type(name_or_path)) is None:
         return name_or_path
     out = cache_path(name_or_path)
     if not (out / "config.json").is_file():
@@ -87,9 +80,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        print(convert_checkpoint(args.model, args.out or cache_path(args.model)))
-    except (FamilyError, OSError, ValueError) as err:
-        print(f"synvita convert: {err}", file=sys.stderr)
-        return 2
+    print(convert_checkpoint(args.model, args.out or cache_path(args.model)))
     return 0

@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", required=True, help="video file (decoded with PyAV)")
     parser.add_argument("--text", action="append", required=True, help="a description; repeat for several")
     parser.add_argument("--adapter", help="a LoRA adapter: PEFT folder, or VideoCon's Owl-Con layout (file, folder or hub id)")
-    parser.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the video")
+    parser.add_argument("--frames", type=int,
+                        help="frames sampled from the video, as the model family samples them (default: its count)")
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default: cpu)")
     parser.add_argument("--quantization", choices=["4bit", "8bit"], default=None)
@@ -37,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
 def _scores(args: argparse.Namespace):
     from synvita.models.adapters import AdapterError, apply_adapter
     from synvita.models.alignment import AlignmentScorer, VideoTokenMismatchError
-    from synvita.models.families import FamilyError, load_video_lmm
+    from synvita.models.families import FamilyError, family_for_checkpoint, load_video_lmm
 
-    sampler = FrameSampler("uniform", num_frames=args.frames)
     try:
+        trained = family_for_checkpoint(args.model).frames
+        sampler = FrameSampler(trained.kind, num_frames=args.frames or trained.num_frames)
         frames = read_clip(args.video, sampler)
         lmm = load_video_lmm(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization)
         if args.adapter:

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from synvita.data.video import FrameSampler
 from synvita.errors import SynvitaError
 from synvita.registry import Registry
 
@@ -51,6 +52,8 @@ class ModelFamily:
     # out_dir)" converting one into a folder this family loads (synvita.models.convert).
     converts_from: tuple[str, ...] = ()
     converter: str | None = None
+    # The frames the checkpoint was trained on: what `synvita entail` and `evaluate` sample unless told.
+    frames: FrameSampler = FrameSampler("uniform", 8)
 
     def frozen_modules(self) -> tuple[str, ...]:
         return self.vision_modules + self.projector_modules
@@ -109,6 +112,7 @@ FAMILIES.register("mplug-owl-video", ModelFamily(
     hub_examples=("MAGAer13/mplug-owl-llama-7b-video",),
     converts_from=("mplug-owl",),
     converter="synvita.models.mplug_owl.convert:convert_checkpoint",
+    frames=FrameSampler("segments", 32),  # the thesis's 32, picked as the authors' code picks them
 ))
 
 
@@ -120,6 +124,22 @@ def family_for_model_type(model_type: str) -> ModelFamily:
     known = ", ".join(t for n in FAMILIES for t in FAMILIES.get(n).model_types)
     raise FamilyError(f"no video LMM family handles model_type {model_type!r}; supported: {known}. "
                       "Add one with synvita.models.families.FAMILIES.register(...)")
+
+
+def checkpoint_model_type(name_or_path: str) -> str | None:
+    """`model_type` in the config.json of a hub id or folder (read as JSON: no class needs to know it)."""
+    from transformers import PreTrainedConfig
+
+    return PreTrainedConfig.get_config_dict(str(name_or_path))[0].get("model_type")
+
+
+def family_for_checkpoint(name_or_path: str) -> ModelFamily:
+    """The family of a checkpoint, also of one in a layout a family converts on load."""
+    model_type = checkpoint_model_type(name_or_path)
+    for name in FAMILIES:
+        if model_type in FAMILIES.get(name).converts_from:
+            return FAMILIES.get(name)
+    return family_for_model_type(model_type)
 
 
 def answer_token_ids(tokenizer, word: str) -> list[int]:

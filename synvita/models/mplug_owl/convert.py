@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from synvita.errors import SynvitaError
 from synvita.models.mplug_owl.configuration import MplugOwlVideoConfig
 from synvita.models.mplug_owl.processing import (
     VIDEO_TOKEN, MplugOwlVideoProcessor, MplugOwlVideoVideoProcessor, legacy_llama_tokenizer,
@@ -32,7 +33,7 @@ _STALE = re.compile(r".*rotary_emb\.inv_freq")
 def _weight_files(folder: Path) -> list[Path]:
     files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no pytorch_model*.bin or *.safetensors weights")
+        raise SynvitaError(f"{folder}: no pytorch_model*.bin or *.safetensors weights to convert")
     return files
 
 
@@ -52,7 +53,7 @@ def convert_checkpoint(source: Path, out: Path) -> Path:
 
     raw = json.loads((source / "config.json").read_text())
     if raw.get("model_type") != SOURCE_MODEL_TYPE:
-        raise ValueError(f"{source}: config model_type is {raw.get('model_type')!r}, not {SOURCE_MODEL_TYPE!r}")
+        raise SynvitaError(f"{source}: config model_type is {raw.get('model_type')!r}, not {SOURCE_MODEL_TYPE!r}")
     tokenizer = legacy_llama_tokenizer(LlamaTokenizer.from_pretrained(source, add_bos_token=True))
     video_id = len(tokenizer)
     tokenizer.add_tokens([VIDEO_TOKEN], special_tokens=True)
