@@ -105,6 +105,16 @@ def temp_file(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
     return fd, tmp
 
 
+def read_utf8(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """A text file's contents; bytes that are not UTF-8 are an error naming the file and line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SynvitaError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); save the file as UTF-8") from None
+
+
 def path_within(root: str | os.PathLike, relpath: str | os.PathLike) -> Path:
     """`root/relpath`, refusing any path that leaves `root` (`..`, absolute paths).
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
+import math
 import os
 import re
 import types
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from synvita.errors import SynvitaError
-from synvita.utils import append_line, atomic_write_text
+from synvita.utils import append_line, atomic_write_text, read_utf8
 
 Misalignment = Literal["action", "attribute", "object", "count", "relation", "flip", "hallucination"]
 MISALIGNMENTS: tuple[str, ...] = typing.get_args(Misalignment)
@@ -58,6 +60,8 @@ def _type_problem(value, hint) -> str | None:
     # JSON has no int/bool distinction in Python's eyes (bool is an int): keep them apart.
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            return f"{value} is not a finite number"
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
@@ -242,7 +246,7 @@ def read_jsonl(path: str | os.PathLike) -> list[tuple[int, object]]:
     if not path.is_file():
         raise ManifestError(f"{path}: manifest does not exist")
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(read_utf8(path)) as f:  # splits at "\n" only, as JSON Lines does
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import logging
 import os
 import re
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 
 from synvita.data.records import MISALIGNMENTS, FieldError, ManifestError, Triplet
 from synvita.errors import UnsafePathError
-from synvita.utils import path_within
+from synvita.utils import path_within, read_utf8
 
 # VideoCon names its seven misalignments after the prompts that made them (OBJECT, ACTION,
 # ATTRIBUTE, COUNTING, RELATION, HALLUCINATION, EVENT) and after the paper ("counting",
@@ -65,7 +66,7 @@ def resolve_video(root: str | os.PathLike, relpath: str) -> Path:
 
 def _rows(path: Path, required: tuple[str, ...]):
     """(line number, row) pairs; a missing column is reported on the header line."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(read_utf8(path, "utf-8-sig"), newline="") as f:
         reader = csv.DictReader(f)
         for column in required:
             if column not in (reader.fieldnames or ()):

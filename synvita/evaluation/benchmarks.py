@@ -9,6 +9,8 @@ our predictions, and predictions are joined back on (video, description).
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 import re
 import warnings
@@ -19,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from synvita.data.videocon import read_human_csv, read_llm_csv
 from synvita.errors import SynvitaError
 from synvita.evaluation import metrics
+from synvita.utils import read_utf8
 
 # VideoCon embeds the description in the full mPLUG-Owl prompt; the description is what is scored.
 _DESCRIPTION = re.compile(r'Does this video entail the description: "(.*)"\?', re.S)
@@ -63,7 +66,7 @@ def description(text: str) -> str:
 
 def _records(path: Path, required: tuple[str, ...]):
     """(line, row dict) for each CSV record; line is where the record starts (fields span lines)."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_utf8(path), newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
@@ -199,7 +202,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     """
     path = Path(path)
     out = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_utf8(path), newline="") as f:
         reader = csv.reader(f)
         start = 1
         for row in reader:
@@ -212,6 +215,8 @@ def read_predictions(path: str | Path) -> list[Prediction]:
                 score = float(row[2])
             except ValueError:
                 raise SynvitaError(f"{path}:{line}: entailment: not a number: {row[2]!r}") from None
+            if not math.isfinite(score):
+                raise SynvitaError(f"{path}:{line}: entailment: {row[2]!r} is not a finite number")
             out.append(Prediction(row[0], row[1], score))
     return out
 

@@ -75,7 +75,7 @@ def read_triplets(path: Path, video_root: Path = Path("."), explanations: Path |
     if path.suffix == ".csv":
         header = ""
         if path.is_file():
-            with path.open(encoding="utf-8-sig") as f:
+            with path.open(encoding="utf-8-sig", errors="replace") as f:  # sniffing only: the reader reports bad bytes
                 header = f.readline().strip()
         if "video_url" in header.split(","):
             return read_human_csv(path, video_root)
