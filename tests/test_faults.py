@@ -101,13 +101,18 @@ def reference(tmp_path_factory, tiny_cache):
     return {"clips": clip_outputs(root / "run"), "scores": score_outputs(root / "run")}
 
 
-@pytest.mark.parametrize("stage", ["generate", "score"])
-def test_sigkill_at_a_random_point_then_rerun(stage, reference, tiny_cache, tmp_path):
+def prepare(stage: str, tmp_path: Path, cache: Path) -> tuple[Path, list[str]]:
+    """The run folder and the command of `stage`; scoring starts from a generated run."""
     manifest = write_inputs(tmp_path / "in")
     run = tmp_path / "run"
     if stage == "score":
         run_ok(generate_cmd(run, manifest))
-    cmd = generate_cmd(run, manifest) if stage == "generate" else score_cmd(run, tiny_cache)
+    return run, generate_cmd(run, manifest) if stage == "generate" else score_cmd(run, cache)
+
+
+@pytest.mark.parametrize("stage", ["generate", "score"])
+def test_sigkill_at_a_random_point_then_rerun(stage, reference, tiny_cache, tmp_path):
+    run, cmd = prepare(stage, tmp_path, tiny_cache)
     journal = run / ("clips.d" if stage == "generate" else "scores.d")
     rng = random.Random(f"{stage}-{os.getpid()}")
     proc = launch(cmd)
@@ -127,11 +132,7 @@ def test_sigkill_at_a_random_point_then_rerun(stage, reference, tiny_cache, tmp_
 
 @pytest.mark.parametrize("stage, limit", [("generate", 6_000), ("score", 1_500)])
 def test_a_full_disk_then_rerun(stage, limit, reference, tiny_cache, tmp_path):
-    manifest = write_inputs(tmp_path / "in")
-    run = tmp_path / "run"
-    if stage == "score":
-        run_ok(generate_cmd(run, manifest))
-    cmd = generate_cmd(run, manifest) if stage == "generate" else score_cmd(run, tiny_cache)
+    run, cmd = prepare(stage, tmp_path, tiny_cache)
     # Every file the stage writes is capped: the write that crosses the cap is short, the next ones fail.
     proc = launch(cmd, limit_bytes=limit)
     _, err = proc.communicate(timeout=600)
@@ -187,11 +188,7 @@ def test_a_torn_last_prediction_then_rerun(tiny_atp, tmp_path):
 
 @pytest.mark.parametrize("stage", ["generate", "score"])
 def test_concurrent_writers_of_one_run(stage, reference, tiny_cache, tmp_path):
-    manifest = write_inputs(tmp_path / "in")
-    run = tmp_path / "run"
-    if stage == "score":
-        run_ok(generate_cmd(run, manifest))
-    cmd = generate_cmd(run, manifest) if stage == "generate" else score_cmd(run, tiny_cache)
+    run, cmd = prepare(stage, tmp_path, tiny_cache)
     # The same work twice at once (a job launched twice): both finish, and the run is as if run once.
     procs = [launch(cmd) for _ in range(2)]
     for proc in procs:
