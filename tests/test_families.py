@@ -144,3 +144,13 @@ def test_video_frames_are_capped_at_the_reference_pixels(kind, tiny_dirs, tmp_pa
     assert video_tokens(small.processor) <= 4 * 360 * 420 // (28 * 28)
     # a checkpoint's own smaller bound is kept
     assert load_video_lmm(tiny_dirs[kind]).processor.video_processor.size.longest_edge == 28 * 28
+
+
+@pytest.mark.parametrize("kind", ["video-llava", "llava-next-video", "llava-onevision", "qwen2-vl", "qwen2.5-vl"])
+def test_fallback_prompt_equals_the_chat_template(kind, tiny_dirs):
+    """A checkpoint saved without a chat template prompts as the family's template does (system turn,
+    newlines; the tiny models carry the real templates' layout)."""
+    lmm = load_video_lmm(tiny_dirs[kind])
+    templated = lmm.prompt_pieces(QUESTION)
+    lmm.processor.chat_template = None
+    assert lmm.prompt_pieces(QUESTION) == templated

@@ -238,3 +238,23 @@ def test_journal_merge_rules(tmp_path):
         load_config(GenerateConfig, None, ["output_dir=x", "backend=wan", "input=x.jsonl", "misalignments=[colour]"])
     with pytest.raises(Exception, match="input: a VideoCon CSV"):
         load_config(GenerateConfig, None, ["output_dir=x", "backend=wan"])
+
+
+def test_wan_decodes_with_a_float32_vae(tiny_cache):
+    import torch
+
+    from synvita.generators.backends import BACKENDS
+
+    tiny = dict(model="tiny:wan", cache_dir=str(tiny_cache), device="cpu", height=16, width=16, num_frames=9,
+                steps=2, guidance=3.0, max_sequence_length=16, fps=16, dtype="bfloat16")
+    wan = BACKENDS.get("wan").from_settings(tiny)
+    assert wan.pipe.vae.dtype == torch.float32 and wan.pipe.transformer.dtype == torch.bfloat16
+    decoded = set()  # observes the latents the VAE's decoder receives
+    hook = wan.pipe.vae.decoder.register_forward_pre_hook(lambda m, args: decoded.add(args[0].dtype))
+    try:
+        clip = wan.generate(["a dog"], [3])[0]
+    finally:
+        hook.remove()
+    assert decoded == {torch.float32} and clip.shape == (9, 16, 16, 3)
+    same = BACKENDS.get("wan").from_settings({**tiny, "vae_dtype": None})  # null: the pipeline's dtype
+    assert same.pipe.vae.dtype == torch.bfloat16

@@ -74,7 +74,7 @@ class DiffusersBackend:
     name = "diffusers"
     pipeline_class: str | None = None  # None: the class named in the checkpoint (DiffusionPipeline)
     defaults = dict(
-        model=None, pipeline_class=None, dtype="float32", device=None, steps=50, guidance=6.0,
+        model=None, pipeline_class=None, dtype="float32", vae_dtype=None, device=None, steps=50, guidance=6.0,
         height=480, width=720, num_frames=49, fps=8.0, negative_prompt="", max_sequence_length=None,
         offload=None, group_offload={}, vae_tiling=False, vae_slicing=False, cache_dir=None, call_kwargs={},
     )
@@ -96,6 +96,8 @@ class DiffusersBackend:
         if cls is None:
             raise SettingsError(f"backend {self.name!r}: diffusers has no pipeline class {cls_name!r}")
         self.pipe = cls.from_pretrained(materialize(s["model"], s["cache_dir"]), dtype=getattr(torch, s["dtype"]))
+        if s["vae_dtype"]:  # null: the pipeline's dtype
+            self.pipe.vae.to(getattr(torch, s["vae_dtype"]))
         device = process_device(s["device"])
         if s["offload"] == "model":
             self.pipe.enable_model_cpu_offload(device=device)
@@ -145,8 +147,9 @@ _family("cogvideox", "CogVideoXPipeline", height=480, width=720, num_frames=49, 
         max_sequence_length=226)
 _family("ltx-video", "LTXPipeline", height=480, width=704, num_frames=161, fps=24.0, guidance=3.0, steps=50,
         max_sequence_length=128)
+# Wan decodes with a float32 VAE, as diffusers' Wan documentation recommends for quality.
 _family("wan", "WanPipeline", height=480, width=832, num_frames=81, fps=16.0, guidance=5.0,
-        max_sequence_length=512)
+        max_sequence_length=512, vae_dtype="float32")
 
 
 @BACKENDS.register("external")

@@ -84,7 +84,9 @@ FAMILIES.register("llava-onevision", ModelFamily(
     name="llava-onevision", model_types=("llava_onevision",),
     vision_modules=("model.vision_tower",),
     projector_modules=("model.multi_modal_projector",),
-    fallback_prompt="<|im_start|>user {video}\n{question}<|im_end|><|im_start|>assistant\n",
+    # LLaVA-OneVision's Qwen2 conversation (LLaVA-NeXT's qwen_1_5): a system turn, newline-separated turns.
+    fallback_prompt=("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{video}\n"
+                     "{question}<|im_end|>\n<|im_start|>assistant\n"),
     hub_examples=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf",),
 ))
 # The reference video bound per frame (qwen-vl-utils' VIDEO_MAX_PIXELS, transformers' Qwen2VLVideoProcessor).
@@ -97,8 +99,9 @@ for _name, _type, _hub in (("qwen2-vl", "qwen2_vl", "Qwen/Qwen2-VL-2B-Instruct")
         projector_modules=("model.visual.merger",),
         mrope=True,
         video_max_pixels=QWEN_VIDEO_MAX_PIXELS,
-        fallback_prompt=("<|im_start|>user\n<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n"
-                         "<|im_start|>assistant\n"),
+        # Qwen's template adds its default system turn when the conversation has none.
+        fallback_prompt=("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                         "<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n"),
         hub_examples=(_hub,),
     ))
 # Written here on current transformers (synvita.models.mplug_owl) under the checkpoint's own module
