@@ -431,3 +431,15 @@ def test_a_video_that_fails_is_journaled_and_the_evaluation_goes_on(tiny_atp, tm
     counts = json.loads(out.read_text())["counts"]
     assert (counts["pairs_failed"], counts["pairs_scored"], counts["pairs_reused"]) == (0, 5, 10)
     assert not failures_path(tmp_path / "out.predictions.csv").exists()
+
+
+def test_an_unreadable_clip_trains_real_only(tmp_path):
+    from synvita.training.config import DataConfig
+    from synvita.training.data import load_examples
+
+    run = scored_run(tmp_path)
+    finalize(score_config(run))
+    (run / "clips" / "gen" / "t0_001.mp4").write_bytes(b"\x00" * 100)  # truncated by a full disk, say
+    examples, report = load_examples(DataConfig(triplets=run / "triplets.jsonl", clips=run / "clips.jsonl",
+                                                weights=run / "weights.jsonl"), "margin")
+    assert [e.clip for e in examples] == [None] and report.real_only == {"clip unreadable": 1}

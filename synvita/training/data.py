@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, WeightRow, read_manifest
-from synvita.data.video import Clip, FrameSampler, read_clip
+from synvita.data.video import Clip, FrameSampler, VideoError, probe_video, read_clip
 from synvita.errors import SynvitaError
 from synvita.scoring.weights import WEIGHTINGS
 from synvita.training.config import DataConfig
@@ -57,6 +57,16 @@ def _resolve(base: Path, path: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def _readable(path: Path) -> bool:
+    """Probed once at load (packets only, no decoding), so a bad clip trains real-only instead of
+    stopping the run when its batch comes."""
+    try:
+        probe_video(path)
+    except VideoError:
+        return False
+    return True
+
+
 def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinReport]:
     for kind in cfg.misalignments or ():
         if kind not in MISALIGNMENTS:
@@ -68,11 +78,11 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
     ]
     if not triplets:
         raise SynvitaError(f"{cfg.triplets}: no triplets left after split={cfg.split!r}, "
-                         f"misalignments={cfg.misalignments}")
+                           f"misalignments={cfg.misalignments}")
     if cfg.explanations and not any(t.nle for t in triplets):
-        raise ValueError(f"data.explanations: no triplet in {cfg.triplets} (split={cfg.split!r}) has an explanation "
-                         "(field nle): import VideoCon's LLM feedback CSV (column nle) with the generation "
-                         "config's `explanations: videocon_llm_feedback.csv`, or set data.explanations=false")
+        raise SynvitaError(f"data.explanations: no triplet in {cfg.triplets} (split={cfg.split!r}) has an explanation "
+                           "(field nle): import VideoCon's LLM feedback CSV (column nle) with the generation "
+                           "config's `explanations: videocon_llm_feedback.csv`, or set data.explanations=false")
     clips_by_triplet: dict[str, list[SyntheticClip]] = {}
     weights: dict[str, tuple[float, float]] = {}
     if cfg.clips is not None:
@@ -107,6 +117,8 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
                 why = "clip file missing"
             elif cfg.weights is not None and c.id not in weights:
                 why = "unscored"
+            elif not _readable(path):
+                why = "clip unreadable"
             else:
                 f_target, f_real = weights.get(c.id, (None, None))
                 w = 1.0 if cfg.weights is None else float(weight_fn(f_target, f_real))
