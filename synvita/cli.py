@@ -1,7 +1,8 @@
 """`synvita <stage> ...`: one thin command per pipeline stage.
 
 Each stage module exposes `add_arguments(parser)` and `run(args) -> int`; it is imported only when
-its command runs, so `synvita --help` answers at once.
+its command runs, so `synvita --help` answers at once. `main(argv)` takes its arguments as a list
+(the demo and tests call stages this way); only the console script's `main()` reads `sys.argv`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ STAGES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line, with the arguments of `command`'s stage only (None: no stage's)."""
     parser = argparse.ArgumentParser(
         prog="synvita",
         description="SynViTA pipeline: negatives -> generate -> score -> train -> evaluate -> report.",
@@ -40,16 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, summary in STAGES:
         sub = commands.add_parser(name, help=summary, description=summary)
         sub.set_defaults(_module=module)
-        if name in sys.argv[1:2]:
+        if name == command:
             # Only the stage that runs is imported: its arguments are its own.
             importlib.import_module(module).add_arguments(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-    args = build_parser().parse_args()
+    """Run `synvita <argv>`; `argv` is the arguments after the program name. None is the console
+    script's call: only then is `sys.argv` read."""
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     return run_command(args.command, importlib.import_module(args._module).run, args)
 
 
