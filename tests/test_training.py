@@ -303,3 +303,16 @@ def test_every_family_trains(tiny_setup, tmp_path, kind):
     trained = adapter(result.checkpoint)
     assert trained and all(v.abs().max() > 0 for k, v in trained.items() if "lora_B" in k)
     assert all(".language_model." in k for k in trained)
+
+
+def test_a_caption_the_model_cannot_score_stops_training_before_it_starts(tiny_setup, tmp_path):
+    from synvita.errors import SynvitaError
+
+    _, data = tiny_setup
+    lines = (data / "triplets.jsonl").read_text().splitlines(keepends=True)
+    bad = json.loads(lines[1])
+    bad["negative"] = "a <video> in the caption"  # the tiny Video-LLaVA's video placeholder
+    (data / "bad_triplets.jsonl").write_text(lines[0] + json.dumps(bad) + "\n" + "".join(lines[2:]))
+    with pytest.raises(SynvitaError, match=r"bad_triplets.jsonl:2: negative: caption .* contains the video placeholder"):
+        run(make_cfg(tiny_setup, tmp_path / "out", "max_steps=1", f"data.triplets={data / 'bad_triplets.jsonl'}"))
+    assert not (tmp_path / "out" / "checkpoints").exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, WeightRow, read_manifest
+from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, WeightRow, read_jsonl, read_manifest
 from synvita.data.video import Clip, FrameSampler, VideoError, probe_video, read_clip
 from synvita.errors import SynvitaError
 from synvita.scoring.weights import WEIGHTINGS
@@ -129,6 +129,26 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
     report.examples = len(examples)
     report.with_clip = sum(e.clip is not None for e in examples)
     return examples, report
+
+
+def check_captions(examples: list[Example], split_caption, triplets: Path) -> None:
+    """Probe every caption and negative once, before training, with the model's prompt splitter
+    (`split_caption(text)` raises ValueError for a caption the model cannot score); the bad ones
+    are reported at `file:line`, so no run dies mid-epoch on one."""
+    lines = {obj.get("id"): lineno for lineno, obj in read_jsonl(triplets) if isinstance(obj, dict)}
+    problems, seen = [], set()
+    for t in (e.triplet for e in examples):
+        for field_name, text in (("caption", t.caption), ("negative", t.negative)):
+            if (t.id, field_name) in seen:
+                continue
+            seen.add((t.id, field_name))
+            try:
+                split_caption(text)
+            except ValueError as err:
+                problems.append(f"{triplets}:{lines.get(t.id, '?')}: {field_name}: {err}")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise SynvitaError("; ".join(problems[:5]) + more)
 
 
 def shard_positions(n: int, *, epoch: int, seed: int, batch: int, accum: int, processes: int,

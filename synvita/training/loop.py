@@ -23,7 +23,7 @@ from synvita.data.records import read_jsonl
 from synvita.errors import SynvitaError
 from synvita.training import checkpoints
 from synvita.training.config import TrainConfig
-from synvita.training.data import DecodedExamples, load_examples, shard_positions, steps_per_epoch
+from synvita.training.data import DecodedExamples, check_captions, load_examples, shard_positions, steps_per_epoch
 from synvita.training.losses import synvita_objective
 from synvita.training.views import FeatureCache, TripletScorer, explanation_nll
 from synvita.utils import MIXED_PRECISION_DTYPES, append_line, atomic_write_text, exclusive_lock, stable_seed
@@ -158,6 +158,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
     cache = cfg.data.feature_cache
     scorer = TripletScorer(AlignmentScorer(lmm, cfg.data.frames),
                            FeatureCache(cache, lmm.source, cfg.data.frames.describe()) if cache else None)
+    check_captions(examples, scorer.scorer.split, cfg.data.triplets)
     objective = Objective(peft_model, scorer, cfg)
     params = [p for p in objective.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)  # before ZeRO-3 partitions them
