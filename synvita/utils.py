@@ -126,23 +126,3 @@ def path_within(root: str | os.PathLike, relpath: str | os.PathLike) -> Path:
     if not target.is_relative_to(root):
         raise UnsafePathError(f"{str(relpath)!r} leaves {root}")
     return target
-
-
-def process_state():
-    """Accelerate's process state; on a machine without GPUs (or with ACCELERATE_USE_CPU=true) the
-    processes of `accelerate launch` form a gloo group, which PartialState only does when told `cpu`."""
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"shard {text!r} is not of the form i/N") from None
-    if not 0 <= i < n:
-        raise ValueError(f"shard {text!r}: need 0 <= i < N")
-    return i, n

@@ -17,7 +17,8 @@ import pytest
 from synvita.config import load_config
 from synvita.data.records import SyntheticClip, read_manifest
 from synvita.data.video import FrameSampler, read_video
-from synvita.generators.job import GenerateConfig, merge_manifest, run_generation, split_work
+from synvita.generators.job import GenerateConfig, merge_manifest, run_generation
+from synvita.jobs import split_work
 from synvita.utils import stable_seed
 
 REPO = Path(__file__).resolve().parents[1]

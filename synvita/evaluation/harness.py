@@ -30,12 +30,12 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from synvita.data.records import Failure, append_record
 from synvita.data.video import FrameSampler
-from synvita.errors import SynvitaError, failure_message
+from synvita.errors import SynvitaError
 from synvita.evaluation.benchmarks import BENCHMARKS, Pair, compute, join, load_pairs, locate_video, read_predictions
+from synvita.jobs import parse_shard, process_state, record_failure, split_work
 from synvita.provenance import provenance
-from synvita.utils import MIXED_PRECISION_DTYPES, atomic_write_text, parse_shard, process_state
+from synvita.utils import MIXED_PRECISION_DTYPES, atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,7 +224,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict | None:
             todo[p.video].append(p)
     scored = sum(len(v) for v in todo.values())
     # Every N-th video of the benchmark, so that each share stays put however much is done.
-    share = set(list(dict.fromkeys(p.video for p in pairs))[rank::processes])
+    share = set(split_work(list(dict.fromkeys(p.video for p in pairs)), (rank, processes), (0, 1)))
     mine = [(video, video_pairs) for video, video_pairs in todo.items() if video in share]
     if mine:
         torch.manual_seed(args.seed)
@@ -241,7 +241,7 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict | None:
                     frames = read_clip(locate_video(args.video_root, video), sampler)
                     scores = scorer.score_many(frames, [p.caption for p in video_pairs]).tolist()
                 except Exception as err:  # one bad video or caption must not end the evaluation
-                    append_record(failures_path(path), Failure(item=video, error=failure_message(err)))
+                    record_failure(failures_path(path), video, err)
                     continue
                 for p, score in zip(video_pairs, scores):
                     f.write(_row(p.video, p.text, float(score)))

@@ -28,8 +28,12 @@ from synvita.config import ConfigError, dump_resolved, load_config
 from synvita.data.records import (
     MISALIGNMENTS, FieldError, SyntheticClip, Triplet, append_record, id_problem, read_manifest, write_manifest,
 )
-from synvita.errors import failure_message, out_of_memory, run_command
-from synvita.utils import parse_shard, path_within, process_state, stable_seed
+from synvita.errors import failure_message, out_of_memory
+from synvita.jobs import (
+    add_job_arguments, job_main, job_overrides, journal_path, parse_shard, process_state, read_journals, split_work,
+    worker_summary,
+)
+from synvita.utils import path_within, stable_seed
 
 # Modules that register backends of their own into BACKENDS when imported.
 BUILTIN_PLUGINS = ("synvita.toyworld.generator",)
@@ -100,22 +104,9 @@ def select(triplets: list[Triplet], splits, misalignments, limit) -> list[Triple
     return chosen[:limit] if limit is not None else chosen
 
 
-def split_work(items: list, shard: tuple[int, int], process: tuple[int, int]) -> list:
-    """This worker's share: every N-th item for the shard, then every P-th for the process."""
-    (i, n), (r, p) = shard, process
-    return items[i::n][r::p]
-
-
 def load_journals(run_dir: Path) -> list[SyntheticClip]:
-    """All journaled outcomes, one per clip id. Within a journal (one worker, in time order) the
-    last line wins; across journals (other splits of the work) a done record wins over a failed one."""
-    merged: dict[str, SyntheticClip] = {}
-    for journal in sorted((Path(run_dir) / "clips.d").glob("*.jsonl")):
-        latest = {rec.id: rec for rec in read_manifest(journal, SyntheticClip)}
-        for rec in latest.values():
-            if rec.status == "done" or merged.get(rec.id, rec).status != "done":
-                merged[rec.id] = rec
-    return sorted(merged.values(), key=lambda r: r.id)
+    """All journaled outcomes of RUN/clips.d, one per clip id, by id (the job layer's merge rule)."""
+    return list(read_journals(Path(run_dir) / "clips.d", SyntheticClip, key=lambda r: r.id).values())
 
 
 def merge_manifest(run_dir: Path) -> list[SyntheticClip]:
@@ -202,7 +193,7 @@ def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_
     work = sorted(
         (f"{generator}/{t.id}_{k:03d}", t) for t in triplets for k in range(1, cfg.clips_per_caption + 1))
     mine = split_work(work, parse_shard(cfg.shard), process)
-    journal = run_dir / "clips.d" / f"{generator}.shard{cfg.shard.replace('/', 'of')}.proc{process[0]}of{process[1]}.jsonl"
+    journal = journal_path(run_dir / "clips.d", cfg.shard, process, prefix=f"{generator}.")
     previous = {r.id: r for r in load_journals(run_dir)}
     counts = dict(done=0, skipped=0, failed=0, total=len(mine))
     todo = []
@@ -304,23 +295,6 @@ def _run_import(cfg: GenerateConfig) -> int:
 
 # ---- command line ----
 
-def add_job_arguments(parser: argparse.ArgumentParser, config: str, example: str) -> None:
-    """The command line shared by the generation and scoring jobs."""
-    parser.add_argument("--config", required=True, type=Path, help=config)
-    parser.add_argument("--shard", help="i/N: this job's share of the work (e.g. a SLURM array task)")
-    parser.add_argument("overrides", nargs="*", help=f"key=value settings, e.g. {example}")
-
-
-def job_overrides(args: argparse.Namespace) -> list[str]:
-    return list(args.overrides) + ([f"shard={args.shard}"] if args.shard else [])
-
-
-def job_main(name: str, doc: str, add_arguments, run, argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    add_arguments(parser)
-    return run_command(name, run, parser.parse_args(argv))
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser, "generation/configs/<backend>.yaml", "output_dir=runs/x settings.steps=20")
 
@@ -335,8 +309,7 @@ def run(args: argparse.Namespace) -> int:
         dump_resolved(cfg, Path(cfg.output_dir) / "generate.resolved.yaml")
     counts = run_generation(cfg, process, show_progress=state.is_local_main_process)
     state.wait_for_everyone()
-    print(f"generate [shard {cfg.shard}, process {process[0]}/{process[1]}]: {counts['done']} done, "
-          f"{counts['skipped']} skipped, {counts['failed']} failed of {counts['total']}")
+    print(worker_summary("generate", cfg.shard, process, counts, unit="clips"))
     if state.is_main_process:
         records = merge_manifest(Path(cfg.output_dir))
         failed = sum(r.status == "failed" for r in records)

@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from synvita.config import ConfigError, dump_resolved, load_config
-from synvita.data.records import Failure, ScoreRow, SyntheticClip, Triplet, append_record, read_manifest, write_manifest
+from synvita.data.records import ScoreRow, SyntheticClip, Triplet, append_record, read_manifest, write_manifest
 from synvita.data.video import FrameSampler
-from synvita.errors import failure_message, one_line
-from synvita.generators.job import (
-    add_job_arguments, job_main, job_overrides, load_journals, parse_shard, process_state, split_work,
+from synvita.errors import one_line
+from synvita.jobs import (
+    add_job_arguments, job_main, job_overrides, journal_path, parse_shard, process_state, read_journals,
+    record_failure, split_work, worker_summary,
 )
 from synvita.scoring.members import MemberSpec, load_member
 from synvita.scoring.weights import WEIGHTINGS
@@ -61,7 +62,8 @@ class ScoreConfig:
 def load_inputs(cfg: ScoreConfig) -> tuple[list[SyntheticClip], dict[str, Triplet]]:
     run = Path(cfg.run_dir)
     # The generation journals are the record; clips.jsonl may predate the last shard's merge.
-    clips = read_manifest(cfg.clips, SyntheticClip) if cfg.clips else load_journals(run)
+    clips = (read_manifest(cfg.clips, SyntheticClip) if cfg.clips
+             else list(read_journals(run / "clips.d", SyntheticClip, key=lambda c: c.id).values()))
     if not clips and (run / "clips.jsonl").is_file():
         clips = read_manifest(run / "clips.jsonl", SyntheticClip)
     clips = [c for c in clips if c.status == "done" and (not cfg.generators or c.generator in cfg.generators)]
@@ -87,11 +89,7 @@ def captions_of(clip: SyntheticClip, triplets: dict[str, Triplet]) -> dict[str, 
 
 def read_rows(run_dir: Path) -> dict[tuple[str, str, str], ScoreRow]:
     """(clip, member, role) -> row, from every worker's journal."""
-    rows = {}
-    for journal in sorted((Path(run_dir) / "scores.d").glob("*.jsonl")):
-        for row in read_manifest(journal, ScoreRow):
-            rows[row.clip_id, row.member, row.role] = row
-    return rows
+    return read_journals(Path(run_dir) / "scores.d", ScoreRow, key=lambda r: (r.clip_id, r.member, r.role))
 
 
 def _is_cached(rows, clip_id, member, roles: dict[str, str], frames: int) -> bool:
@@ -111,9 +109,8 @@ def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None
     clips, triplets = load_inputs(cfg)
     mine = split_work(clips, parse_shard(cfg.shard), process)
     rows = read_rows(run)
-    worker = f"shard{cfg.shard.replace('/', 'of')}.proc{process[0]}of{process[1]}.jsonl"
-    journal = run / "scores.d" / worker
-    failures = run / "failed.d" / f"score.{worker}"
+    journal = journal_path(run / "scores.d", cfg.shard, process)
+    failures = journal_path(run / "failed.d", cfg.shard, process, prefix="score.")
     failures.unlink(missing_ok=True)  # this run's failures only: the earlier ones are retried
     sampler = FrameSampler("uniform", num_frames=cfg.frames)
     loaded = {}
@@ -134,7 +131,7 @@ def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None
             p_yes = {spec.name: loaded[spec.name].p_yes(list(frames), list(roles.values())) for spec in todo}
         except Exception as err:  # one bad clip or caption must not end the job, nor every rerun
             counts["failed"] += 1
-            append_record(failures, Failure(item=clip.id, error=failure_message(err)))
+            record_failure(failures, clip.id, err)
             bar.write(f"score: {clip.id} failed, left out: {one_line(err)}")
             continue
         for spec in todo:
@@ -220,9 +217,7 @@ def run(args: argparse.Namespace) -> int:
     if state.is_main_process:
         dump_resolved(cfg, Path(cfg.run_dir) / "score.resolved.yaml")
     counts = run_scoring(cfg, process, device=cfg.device or state.device, show_progress=state.is_local_main_process)
-    print(f"score [shard {cfg.shard}, process {process[0]}/{process[1]}]: {counts['scored']} scored, "
-          f"{counts['cached']} cached, {counts['failed']} failed (in {Path(cfg.run_dir) / 'failed.d'}; "
-          f"re-run to retry), of {counts['total']} clips")
+    print(worker_summary("score", cfg.shard, process, counts, ("scored", "cached", "failed"), unit="clips"))
     state.wait_for_everyone()
     if state.is_main_process:
         records, summary = finalize(cfg)
