@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from synvita.data import benchmarks as D
 from synvita.evaluation import benchmarks as B
 from synvita.errors import SynvitaError
 
@@ -20,12 +21,12 @@ PROMPT = (
 
 
 def test_description_extraction():
-    assert B.description(PROMPT.format('A "quoted" man runs')) == 'A "quoted" man runs'
-    assert B.description("a bare caption") == "a bare caption"
+    assert D.description(PROMPT.format('A "quoted" man runs')) == 'A "quoted" man runs'
+    assert D.description("a bare caption") == "a bare caption"
 
 
 def test_ssv2_temporal_parses_into_18_queries_of_216_videos(shared_data):
-    pairs = B.load_pairs("ssv2-temporal", shared_data / "videocon")
+    pairs = D.load_pairs("ssv2-temporal", shared_data / "videocon")
     assert len(pairs) == 18 * 216
     sizes = Counter(p.group for p in pairs)
     relevant = Counter(p.group for p in pairs if p.label == 1)
@@ -38,7 +39,7 @@ def test_ssv2_temporal_parses_into_18_queries_of_216_videos(shared_data):
 
 def test_atp_hard_parses_into_questions_of_5_options_with_types(shared_data):
     folder = shared_data / "videocon"
-    pairs = B.load_pairs("atp-hard", folder)
+    pairs = D.load_pairs("atp-hard", folder)
     groups = defaultdict(list)
     for p in pairs:
         groups[p.group].append(p)
@@ -68,12 +69,12 @@ def test_ssv2_bad_match_names_file_line_and_field(tmp_path):
               [["a.avi", PROMPT.format("x"), "1"], ["b.avi", PROMPT.format("x"), "yes"]])
     # The first record spans 4 lines (the prompt has 3 newlines), so the second starts on line 6.
     with pytest.raises(ValueError, match=r"eval_ssv2_temporal.csv:6: match: not an integer: 'yes'"):
-        B.load_pairs("ssv2-temporal", tmp_path)
+        D.load_pairs("ssv2-temporal", tmp_path)
     (tmp_path / "eval_ssv2_temporal.csv").write_text("videopath,caption\n")
     with pytest.raises(ValueError, match="missing column"):
-        B.load_pairs("ssv2-temporal", tmp_path)
+        D.load_pairs("ssv2-temporal", tmp_path)
     with pytest.raises(SynvitaError, match="eval-nextqa-atphard.csv"):
-        B.load_pairs("atp-hard", tmp_path)
+        D.load_pairs("atp-hard", tmp_path)
 
 
 def test_videocon_llm_test_split_and_human_hard(tmp_path):
@@ -82,7 +83,7 @@ def test_videocon_llm_test_split_and_human_hard(tmp_path):
               [["MSR-VTT", "msrvtt/v1.mp4", "a dog runs", "a cat runs", "test", "object", "k1"],
                ["VaTeX", "vatex/v2.mp4", "a man sings", "a man cries", "train", "action", "k2"],
                ["VaTeX", "vatex/v3.mp4", "two men talk", "three men talk", "test", "counting", "k3"]])
-    pairs = B.load_pairs("videocon-llm", tmp_path)
+    pairs = D.load_pairs("videocon-llm", tmp_path)
     assert [(p.video, p.caption, p.label) for p in pairs] == [
         ("msrvtt/v1.mp4", "a dog runs", 1), ("msrvtt/v1.mp4", "a cat runs", 0),
         ("vatex/v3.mp4", "two men talk", 1), ("vatex/v3.mp4", "three men talk", 0)]
@@ -91,7 +92,7 @@ def test_videocon_llm_test_split_and_human_hard(tmp_path):
               [["https://s3.example/v_a.mp4", "p1", "n1", "e", "True"],
                ["https://s3.example/v_b.mp4", "p2", "n2", "e", "False"],
                ["https://s3.example/v_c.mp4", "p3", "n3", "e", "True"]])
-    pairs = B.load_pairs("videocon-human", tmp_path)
+    pairs = D.load_pairs("videocon-human", tmp_path)
     assert pairs[0].video == "v_a.mp4" and [p.subset for p in pairs] == ["hard"] * 2 + [""] * 2 + ["hard"] * 2
     scores = dict(zip([(p.video, p.caption) for p in pairs], [0.9, 0.2, 0.1, 0.6, 0.5, 0.7]))
     out = B.compute("videocon-human", pairs, scores)
@@ -102,7 +103,7 @@ def test_videocon_llm_test_split_and_human_hard(tmp_path):
 
 
 def test_join_counts_unjoined_and_repeated_rows(tmp_path):
-    pairs = [B.Pair(v, PROMPT.format("x"), "x", 1, "x") for v in ("a.avi", "b.avi", "d.avi")]
+    pairs = [D.Pair(v, PROMPT.format("x"), "x", 1, "x") for v in ("a.avi", "b.avi", "d.avi")]
     preds = tmp_path / "p.csv"
     with open(preds, "w", newline="") as f:
         w = csv.writer(f)
@@ -132,7 +133,7 @@ def test_join_counts_unjoined_and_repeated_rows(tmp_path):
 
 def test_retrieval_drops_queries_with_the_wrong_candidate_count():
     rng = np.random.default_rng(0)
-    pairs = [B.Pair(f"v{i:03d}", f"q{q}", f"q{q}", int(i < 12), f"q{q}") for q in range(3) for i in range(216)]
+    pairs = [D.Pair(f"v{i:03d}", f"q{q}", f"q{q}", int(i < 12), f"q{q}") for q in range(3) for i in range(216)]
     scores = {(p.video, p.caption): float(rng.random()) for p in pairs}
     del scores["v005", "q2"]  # q2 now has 215 scored candidates
     with pytest.warns(UserWarning, match="1 queries do not have exactly 216"):

@@ -23,7 +23,8 @@ def _expected_names() -> set[str]:
     recipes = {p.relative_to(REPO / "recipes" / "configs").with_suffix("").as_posix()
                for p in (REPO / "recipes" / "configs").rglob("*.yaml")}
     generation = {f"generation/{p.stem}" for p in (REPO / "generation" / "configs").glob("*.yaml")}
-    return recipes | generation
+    evaluation = {f"eval/{p.stem}" for p in (REPO / "eval" / "configs").glob("*.yaml")}
+    return recipes | generation | evaluation
 
 
 def _listed(stdout: str) -> set[str]:
@@ -118,7 +119,7 @@ def test_from_an_installed_wheel(run_files, tmp_path):
     from synvita.models.tiny import build_tiny
 
     src = tmp_path / "src"
-    for name in ("synvita", "recipes", "generation"):
+    for name in ("synvita", "recipes", "generation", "eval"):
         shutil.copytree(REPO / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)

@@ -8,7 +8,7 @@ import pytest
 from synvita.data.records import Triplet, read_manifest
 from synvita.data.video import FrameSampler, read_video
 from synvita.data.videocon import read_human_csv, read_llm_csv
-from synvita.evaluation.benchmarks import read_atp_hard, read_ssv2
+from synvita.data.benchmarks import read_atp_hard, read_ssv2
 from synvita.toyworld.benchmarks import TEMPLATES, held_out, scenes, split, write_benchmarks, write_triplets
 from synvita.toyworld.world import random_scene
 from synvita.toyworld.grammar import parse

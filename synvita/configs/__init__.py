@@ -1,9 +1,10 @@
 """`synvita configs list | copy NAME DEST`: the configs that ship inside the package.
 
-`recipes/configs/` and `generation/configs/` are linked into this folder (`recipes`, `generation`),
-so a checkout edits one copy and a wheel carries them as package data. A config's name is its path
-here without `.yaml`, `recipes/` left out: `video_llava/synvita`, `tiny/synvita_cpu`,
-`generation/tiny_cogvideox`. Every `--config` accepts a name as well as a file.
+`recipes/configs/`, `generation/configs/` and `eval/configs/` are linked into this folder (`recipes`,
+`generation`, `eval`), so a checkout edits one copy and a wheel carries them as package data. A
+config's name is its path here without `.yaml`, `recipes/` left out: `video_llava/synvita`,
+`tiny/synvita_cpu`, `generation/tiny_cogvideox`, `eval/videocon-llm`. Every `--config` accepts a
+name as well as a file.
 """
 
 from __future__ import annotations

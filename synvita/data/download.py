@@ -16,41 +16,13 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from synvita.data.benchmarks import BENCHMARKS, HubDataset
 from synvita.errors import SynvitaError
 from synvita.utils import temp_file
-
-VIDEOCON_GITHUB = "https://raw.githubusercontent.com/Hritikbansal/videocon/main/datasets"
-
-
-@dataclass(frozen=True)
-class HubDataset:
-    repo_id: str
-    revision: str = "main"
-
-
-VIDEOCON_HF = HubDataset("videocon/videocon")
-
-# benchmark -> (GitHub base URL or hub dataset, [(file name, columns its header must have)])
-BENCHMARKS: dict[str, tuple[str | HubDataset, list[tuple[str, tuple[str, ...]]]]] = {
-    "ssv2-temporal": (VIDEOCON_GITHUB, [("eval_ssv2_temporal.csv", ("videopath", "caption", "match"))]),
-    "ssv2-events": (VIDEOCON_GITHUB, [("eval_ssv2_events.csv", ("videopath", "caption", "match"))]),
-    "atp-hard": (VIDEOCON_GITHUB, [
-        ("eval-nextqa-atphard.csv", ("videopath", "question", "answer", "option", "caption")),
-        ("nextqa-atphard.csv", ("video", "question", "answer", "type")),
-        ("nextqa-atphard-statements.csv", ("s0", "s4")),
-    ]),
-    "videocon-llm": (VIDEOCON_HF, [
-        ("videocon_llm_entailment.csv", ("source", "videopath", "caption", "neg_caption", "misalignment")),
-        ("videocon_llm_feedback.csv", ("source", "videopath", "caption", "neg_caption", "nle")),
-    ]),
-    "videocon-human": (VIDEOCON_HF, [("videocon_human.csv", ("video_url", "caption", "neg_caption", "hard"))]),
-}
-
 
 class DownloadError(SynvitaError):
     pass
@@ -59,7 +31,7 @@ class DownloadError(SynvitaError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="<action>", required=True)
     download = actions.add_parser("download", help="fetch a benchmark's annotation files")
-    download.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    download.add_argument("benchmark", choices=BENCHMARKS.names())
     download.add_argument("--to", type=Path, required=True, help="directory to write the files into")
     download.add_argument("--base-url", help="fetch GitHub-hosted files from this mirror (files keep their names); "
                                              "hub-hosted files follow HF_ENDPOINT")
@@ -134,13 +106,18 @@ def fetch_from_hub(dataset: HubDataset, name: str, dest: Path, header: tuple[str
 
 
 def run(args: argparse.Namespace) -> int:
-    source, files = BENCHMARKS[args.benchmark]
+    spec = BENCHMARKS.get(args.benchmark)
+    files = spec.files + spec.extra_files
     try:
-        for name, header in files:
-            if isinstance(source, HubDataset):
-                fetch_from_hub(source, name, args.to / name, header, args.token, args.cache_dir)
+        if spec.source is None:
+            raise DownloadError(f"{spec.name}: its files ({', '.join(f.name for f in files)}) have no download "
+                                f"source; put them in {args.to} by hand")
+        for f in files:
+            if isinstance(spec.source, HubDataset):
+                fetch_from_hub(spec.source, f.name, args.to / f.name, f.columns, args.token, args.cache_dir)
             else:
-                fetch(f"{(args.base_url or source).rstrip('/')}/{name}", args.to / name, header, args.timeout)
+                fetch(f"{(args.base_url or spec.source).rstrip('/')}/{f.name}", args.to / f.name, f.columns,
+                      args.timeout)
     except DownloadError as e:
         print(f"synvita data download: {e}", file=sys.stderr)
         return 1

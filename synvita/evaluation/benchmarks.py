@@ -1,9 +1,7 @@
-"""The benchmark files as their authors publish them, predictions files, and the join of the two.
+"""Predictions files, their join with a benchmark's pairs, and the benchmark's metrics.
 
-Every benchmark becomes a list of `Pair`s: one (video, caption) to score with its label and, for
-retrieval and QA, the query or question it belongs to. `video` and `text` are kept exactly as the
-annotation file spells them: predictions are written with them, so VideoCon's own scripts can read
-our predictions, and predictions are joined back on (video, description).
+What a benchmark is (files, reader, metric kind, group size) is its entry in
+`synvita.data.benchmarks.BENCHMARKS`; this module scores the pairs it reads.
 """
 
 from __future__ import annotations
@@ -11,164 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import re
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from synvita.data.videocon import read_human_csv, read_llm_csv
+from synvita.data.benchmarks import BENCHMARKS, Benchmark, Pair, description
 from synvita.errors import SynvitaError
 from synvita.evaluation import metrics
 from synvita.utils import read_utf8
-
-# VideoCon embeds the description in the full mPLUG-Owl prompt; the description is what is scored.
-_DESCRIPTION = re.compile(r'Does this video entail the description: "(.*)"\?', re.S)
-
-
-@dataclass(frozen=True)
-class Pair:
-    video: str  # the video path as published (join key)
-    text: str  # the caption field as published (the full prompt for SSv2 and ATP-Hard)
-    caption: str  # the description the model is asked about
-    label: int  # entailment, retrieval: 1 = entailed / relevant; QA: the `answer` position
-    group: str = ""  # retrieval: the query; QA: video + question
-    subset: str = ""  # VideoCon-Human: "hard"; ATP-Hard: the question type's first letter
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    kind: str  # "entailment" | "retrieval" | "qa"
-    files: tuple[str, ...]  # inside --annotations
-    group_size: int | None = None  # candidates a query/question must have, as the published scripts
-    drop_duplicates: bool = True  # whether the published script drops repeated prediction rows
-
-
-BENCHMARKS = {
-    b.name: b
-    for b in (
-        Benchmark("videocon-llm", "entailment", ("videocon_llm_entailment.csv",)),
-        Benchmark("videocon-human", "entailment", ("videocon_human.csv",)),
-        Benchmark("ssv2-temporal", "retrieval", ("eval_ssv2_temporal.csv",), 216, drop_duplicates=False),
-        Benchmark("ssv2-events", "retrieval", ("eval_ssv2_events.csv",), 588, drop_duplicates=False),
-        Benchmark("atp-hard", "qa", ("eval-nextqa-atphard.csv", "nextqa-atphard.csv"), 5),
-    )
-}
-
-
-def description(text: str) -> str:
-    """The description inside a VideoCon prompt, or the text itself when it is a bare caption."""
-    match = _DESCRIPTION.search(text)
-    return match.group(1) if match else text
-
-
-def _records(path: Path, required: tuple[str, ...]):
-    """(line, row dict) for each CSV record; line is where the record starts (fields span lines)."""
-    with io.StringIO(read_utf8(path), newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SynvitaError(f"{path}: missing column(s) {', '.join(missing)}; has {reader.fieldnames}")
-        start = reader.line_num + 1
-        for row in reader:
-            yield start, row
-            start = reader.line_num + 1
-
-
-def _int_field(path: Path, line: int, row: dict, field: str) -> int:
-    try:
-        return int(row[field])
-    except (TypeError, ValueError):
-        raise SynvitaError(f"{path}:{line}: {field}: not an integer: {row[field]!r}") from None
-
-
-def read_ssv2(path: str | Path) -> list[Pair]:
-    """SSv2-Temporal / SSv2-Events: `videopath,caption,match`; each caption is one query."""
-    path = Path(path)
-    pairs = []
-    for line, row in _records(path, ("videopath", "caption", "match")):
-        caption = description(row["caption"])
-        label = _int_field(path, line, row, "match")
-        pairs.append(Pair(row["videopath"], row["caption"], caption, label, group=caption))
-    return pairs
-
-
-def read_atp_hard(eval_csv: str | Path, nextqa_csv: str | Path) -> list[Pair]:
-    """ATP-Hard: `videopath,question,answer,option,caption` rows, typed by nextqa-atphard.csv.
-
-    As eval_atphard.py: exact duplicate rows count once, a question is (videopath, question), its
-    options keep file order and `answer` (the pair's label) is a position in that order among the
-    scored options; the type is looked up by (video id = file stem, question), the last row winning.
-    """
-    eval_csv, nextqa_csv = Path(eval_csv), Path(nextqa_csv)
-    types = {
-        (row["video"], row["question"]): row["type"]
-        for _, row in _records(nextqa_csv, ("video", "question", "type"))
-    }
-    groups: dict[tuple[str, str], list[tuple[int, dict]]] = defaultdict(list)
-    seen = set()
-    for line, row in _records(eval_csv, ("videopath", "question", "answer", "option", "caption")):
-        key = tuple(row.values())
-        if key not in seen:
-            seen.add(key)
-            groups[row["videopath"], row["question"]].append((line, row))
-    pairs = []
-    for (video, question), rows in groups.items():
-        line = rows[0][0]
-        qtype = types.get((PurePosixPath(video).stem, question))
-        if not qtype:
-            raise SynvitaError(f"{eval_csv}:{line}: no type for this question in {nextqa_csv}: {question!r}")
-        for line, row in rows:
-            pairs.append(
-                Pair(video, row["caption"], description(row["caption"]),
-                     _int_field(eval_csv, line, row, "answer"),
-                     group=f"{video}\x1f{question}", subset=qtype[:1].upper())
-            )
-    return pairs
-
-
-def _videocon_pairs(triplets, root: Path) -> list[Pair]:
-    pairs = []
-    for t in triplets:
-        # The join key is the path relative to the root, so it does not depend on where videos live.
-        video = os.path.relpath(t.video, root)
-        subset = "hard" if t.hard else ""
-        pairs.append(Pair(video, t.caption, t.caption, 1, subset=subset))
-        pairs.append(Pair(video, t.negative, t.negative, 0, subset=subset))
-    return pairs
-
-
-def read_videocon_llm(path: str | Path, split: str = "test") -> list[Pair]:
-    """VideoCon LLM entailment CSV: the caption (1) and neg_caption (0) of each row of `split`."""
-    root = Path.cwd()
-    return _videocon_pairs([t for t in read_llm_csv(path, root) if t.split == split], root)
-
-
-def read_videocon_human(path: str | Path) -> list[Pair]:
-    """VideoCon-Human: caption (1) and neg_caption (0) per row; `hard` rows form Human-Hard.
-
-    Its videos are keyed by the file name of `video_url`, as the data importer looks them up.
-    """
-    root = Path.cwd()
-    return _videocon_pairs(read_human_csv(path, root), root)
-
-
-def load_pairs(benchmark: str, annotations: str | Path) -> list[Pair]:
-    """The pairs of a benchmark from the published files in the `annotations` folder."""
-    spec = BENCHMARKS[benchmark]
-    files = [Path(annotations) / name for name in spec.files]
-    for f in files:
-        if not f.is_file():
-            raise SynvitaError(f"{f}: {benchmark} needs this published file in --annotations")
-    if spec.kind == "retrieval":
-        return read_ssv2(files[0])
-    if spec.kind == "qa":
-        return read_atp_hard(*files)
-    if benchmark == "videocon-llm":
-        return read_videocon_llm(files[0])
-    return read_videocon_human(files[0])
 
 
 def locate_video(root: str | Path, video: str) -> Path:
@@ -283,7 +132,7 @@ def _complete_groups(pairs: list[Pair], scores: dict, size: int | None, what: st
         warnings.warn(
             f"{dropped} {what} do not have exactly {size} scored candidates and are left out, "
             "as the published script does",
-            stacklevel=3,
+            stacklevel=4,
         )
     return kept, dropped
 
@@ -291,22 +140,26 @@ def _complete_groups(pairs: list[Pair], scores: dict, size: int | None, what: st
 def compute(benchmark: str | Benchmark, pairs: list[Pair], scores: dict[tuple[str, str], float]) -> dict:
     """The benchmark's metrics (percent) and counts from joined scores.
 
-    `benchmark` is a name or an ad-hoc `Benchmark` (the HF `evaluate` metrics pass one).
+    `benchmark` is a registered name or an ad-hoc `Benchmark` (the HF `evaluate` metrics pass one).
     """
-    spec = BENCHMARKS[benchmark] if isinstance(benchmark, str) else benchmark
-    if spec.kind == "entailment":
-        return _entailment(pairs, scores)
-    if spec.kind == "retrieval":
-        groups, dropped = _complete_groups(pairs, scores, spec.group_size, "queries")
-        queries = []
-        # calc_ssv2.py takes queries in caption order (so its float sum matches to the last digit)
-        # and candidates in videopath order (which decides the unstable sort's tie order).
-        for _, members in sorted(groups.items(), key=lambda g: g[1][0].text):
-            members = sorted(members, key=lambda p: p.video)
-            queries.append(([p.label for p in members], [scores[p.video, p.caption] for p in members]))
-        out = metrics.retrieval_metrics(queries)
-        out["counts"]["queries_dropped"] = dropped
-        return out
+    spec = BENCHMARKS.get(benchmark) if isinstance(benchmark, str) else benchmark
+    return _METRICS[spec.kind](spec, pairs, scores)
+
+
+def _retrieval(spec: Benchmark, pairs: list[Pair], scores: dict) -> dict:
+    groups, dropped = _complete_groups(pairs, scores, spec.group_size, "queries")
+    queries = []
+    # calc_ssv2.py takes queries in caption order (so its float sum matches to the last digit)
+    # and candidates in videopath order (which decides the unstable sort's tie order).
+    for _, members in sorted(groups.items(), key=lambda g: g[1][0].text):
+        members = sorted(members, key=lambda p: p.video)
+        queries.append(([p.label for p in members], [scores[p.video, p.caption] for p in members]))
+    out = metrics.retrieval_metrics(queries)
+    out["counts"]["queries_dropped"] = dropped
+    return out
+
+
+def _qa(spec: Benchmark, pairs: list[Pair], scores: dict) -> dict:
     groups, dropped = _complete_groups(pairs, scores, spec.group_size, "questions")
     questions = [
         ([scores[p.video, p.caption] for p in members], members[0].label, members[0].subset)
@@ -317,7 +170,7 @@ def compute(benchmark: str | Benchmark, pairs: list[Pair], scores: dict[tuple[st
     return out
 
 
-def _entailment(pairs: list[Pair], scores: dict) -> dict:
+def _entailment(spec: Benchmark, pairs: list[Pair], scores: dict) -> dict:
     labels: dict[tuple[str, str], set[int]] = defaultdict(set)
     hard: set[tuple[str, str]] = set()
     for p in pairs:
@@ -348,7 +201,7 @@ def retrieval_from_rows(query_ids, candidate_ids, labels, scores, group_size: in
     found = {(p.video, p.caption): float(s) for p, s in zip(pairs, scores, strict=True)}
     if len(found) != len(pairs):
         raise ValueError("a (query id, candidate id) pair occurs more than once")
-    return compute(Benchmark("rows", "retrieval", (), group_size), pairs, found)
+    return compute(Benchmark("rows", "retrieval", group_size=group_size), pairs, found)
 
 
 def qa_from_rows(question_ids, question_types, labels, scores, group_size: int | None = None) -> dict:
@@ -364,4 +217,8 @@ def qa_from_rows(question_ids, question_types, labels, scores, group_size: int |
     pairs = [Pair(q, str(i), str(i), answer.get(q, -1), group=q, subset=t[:1].upper())
              for (q, i), t in zip(rows, question_types, strict=True)]
     found = {(p.video, p.caption): float(s) for p, s in zip(pairs, scores, strict=True)}
-    return compute(Benchmark("rows", "qa", (), group_size), pairs, found)
+    return compute(Benchmark("rows", "qa", group_size=group_size), pairs, found)
+
+
+# Metric kind -> how the harness computes it from a benchmark's joined scores.
+_METRICS = {"entailment": _entailment, "retrieval": _retrieval, "qa": _qa}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import warnings
@@ -30,53 +31,69 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from synvita.config import load_config
+from synvita.data.benchmarks import BENCHMARKS, Pair, load_pairs
 from synvita.data.video import FrameSampler
 from synvita.errors import SynvitaError
-from synvita.evaluation.benchmarks import BENCHMARKS, Pair, compute, join, load_pairs, locate_video, read_predictions
+from synvita.evaluation.benchmarks import compute, join, locate_video, read_predictions
+from synvita.evaluation.config import EvalConfig
 from synvita.jobs import parse_shard, process_state, record_failure, split_work
 from synvita.provenance import provenance
 from synvita.utils import MIXED_PRECISION_DTYPES, atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
-    parser.add_argument("--annotations", required=True, type=Path,
-                        help="folder with the benchmark's published files (`synvita data download`)")
-    source = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("--config", help="an evaluation config: a YAML file or a shipped name such as eval/videocon-llm "
+                        "(`synvita configs list`); the flags below and key=value overrides set its fields")
+    parser.add_argument("--benchmark", choices=BENCHMARKS.names())
+    parser.add_argument("--annotations", help="folder with the benchmark's published files (`synvita data download`)")
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", help="video LMM to score with: hub id or local folder")
-    source.add_argument("--from-predictions", type=Path,
+    source.add_argument("--from-predictions",
                         help="score nothing: read videopath,caption,entailment[,pos,neg] rows (VideoCon's or ours)")
     parser.add_argument("--adapter", help="LoRA adapter applied to --model: a PEFT folder, or VideoCon's "
                         "Owl-Con layout (a state dict file, its folder or hub id, e.g. videocon/owl-con)")
-    parser.add_argument("--video-root", type=Path, help="where the benchmark's videos are (with --model)")
-    parser.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
-    parser.add_argument("--predictions", type=Path, help="predictions CSV to write/resume (default: OUT.predictions.csv)")
+    parser.add_argument("--video-root", help="where the benchmark's videos are (with --model)")
+    parser.add_argument("--out", help="metrics JSON to write")
+    parser.add_argument("--predictions", help="predictions CSV to write/resume (default: OUT.predictions.csv)")
     parser.add_argument("--frames", type=int,
                         help="frames per video for the uniform and segments samplers (default: the model family's)")
     parser.add_argument("--sampler", choices=("uniform", "segments", "fps", "all"),
                         help="default: the model family's (uniform 8; mPLUG-Owl: segments 32, its own frame choice)")
     parser.add_argument("--fps", type=float, help="frames per second for --sampler fps")
-    parser.add_argument("--batch-size", type=int, default=16, help="captions per forward pass")
-    parser.add_argument("--dtype", default="auto",
+    parser.add_argument("--batch-size", type=int, help="captions per forward pass (default 16)")
+    parser.add_argument("--dtype",
                         help="float32, bfloat16, float16 or auto (default): the dtype the adapter was trained in "
                              "(its run's resolved.yaml), else bfloat16 on CUDA, as the published predictions were "
                              "made, and float32 on CPU. bf16 scores tie often; float32 avoids ties")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: where transformers puts it)")
     parser.add_argument("--quantization", choices=("4bit", "8bit"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, help="default 0")
     parser.add_argument("--shard", help="I/N: score only every N-th video from the I-th into its own journal, "
                         "then stop (SLURM arrays; run again without --shard to merge and compute the metrics)")
+    parser.add_argument("overrides", nargs="*", help="key=value settings of EvalConfig, e.g. batch_size=8")
 
 
-def _sampler(args) -> FrameSampler:
-    """--sampler and --frames, each defaulting to the frames the model's family was trained on."""
+# The flags above, each the command line's spelling of one EvalConfig field.
+_FLAGS = tuple(f.name for f in dataclasses.fields(EvalConfig))
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The EvalConfig a command line names: --config, then its flags, then key=value overrides."""
+    # JSON-quoted, so a flag's value is read as the text it is (a path like `yes` stays a path).
+    flags = [f"{name}={json.dumps(getattr(args, name))}" for name in _FLAGS if getattr(args, name, None) is not None]
+    return load_config(EvalConfig, args.config, [*flags, *args.overrides])
+
+
+def _sampler(cfg: EvalConfig) -> FrameSampler:
+    """The sampler and frames, each defaulting to the frames the model's family was trained on."""
     from synvita.models.families import family_for_checkpoint
 
-    trained = family_for_checkpoint(args.model).frames
-    kind = args.sampler or trained.kind
+    trained = family_for_checkpoint(cfg.model).frames
+    kind = cfg.sampler or trained.kind
     if kind == "fps":
-        return FrameSampler("fps", fps=args.fps)
-    return FrameSampler(kind, num_frames=args.frames or trained.num_frames)
+        return FrameSampler("fps", fps=cfg.fps)
+    return FrameSampler(kind, num_frames=cfg.frames or trained.num_frames)
 
 
 def provenance_path(predictions: Path) -> Path:
@@ -107,17 +124,17 @@ def eval_dtype(requested: str, adapter: Path | None, device: str | None) -> str:
     return "bfloat16" if cuda else "float32"
 
 
-def _setup(args, sampler: FrameSampler) -> dict:
+def _setup(cfg: EvalConfig, sampler: FrameSampler) -> dict:
     """What must not change between a killed run and its resumption."""
     return {
-        "benchmark": args.benchmark,
-        "model": args.model,
-        "adapter": str(args.adapter) if args.adapter else None,
+        "benchmark": cfg.benchmark,
+        "model": cfg.model,
+        "adapter": cfg.adapter,
         "frames": sampler.num_frames if sampler.kind in ("uniform", "segments") else None,
         "sampler": sampler.describe(),
-        "dtype": args.dtype,
-        "quantization": args.quantization,
-        "seed": args.seed,
+        "dtype": cfg.dtype,
+        "quantization": cfg.quantization,
+        "seed": cfg.seed,
     }
 
 
@@ -169,7 +186,7 @@ def merge_journals(path: Path, pairs: list[Pair]) -> None:
         f.unlink()
 
 
-def score_with_model(args, pairs: list[Pair], path: Path) -> dict | None:
+def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | None:
     """Score every (video, caption) not yet in `path`, one video at a time, appending rows as they come;
     under several processes, each scores every N-th video into its own journal.
 
@@ -183,19 +200,17 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict | None:
     from synvita.models.alignment import AlignmentScorer
     from synvita.models.families import load_video_lmm
 
-    if args.video_root is None:
-        raise SynvitaError("--model needs --video-root (the folder holding the benchmark's videos)")
     # A SLURM array task works alone; the processes of `accelerate launch` wait for one another.
-    state = None if args.shard else process_state()
-    rank, processes = parse_shard(args.shard) if args.shard else (state.process_index, state.num_processes)
+    state = None if cfg.shard else process_state()
+    rank, processes = parse_shard(cfg.shard) if cfg.shard else (state.process_index, state.num_processes)
     main = state is not None and state.is_main_process
 
     def barrier() -> None:
         if state is not None:
             state.wait_for_everyone()
 
-    sampler = _sampler(args)
-    setup = _setup(args, sampler)
+    sampler = _sampler(cfg)
+    setup = _setup(cfg, sampler)
     sidecar = provenance_path(path)
     if path.exists() or any(path.parent.glob(f"{path.stem}.rank*.csv")):
         earlier = json.loads(sidecar.read_text()) if sidecar.exists() else {}
@@ -209,9 +224,9 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict | None:
     if main:
         merge_journals(path, pairs)
         failures_path(path).unlink(missing_ok=True)  # this run's failures only: the earlier ones are retried
-    elif args.shard and journal.exists():
+    elif cfg.shard and journal.exists():
         _complete_records(journal)  # a shard keeps its own journal across kills
-    if main or (args.shard and not sidecar.exists()):
+    if main or (cfg.shard and not sidecar.exists()):
         atomic_write_text(sidecar, json.dumps(provenance(**setup, pairs=unique), indent=2) + "\n")
     barrier()
     done = {(p.video, p.text) for f in (path, journal) if f.exists() for p in read_predictions(f)}
@@ -227,18 +242,18 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict | None:
     share = set(split_work(list(dict.fromkeys(p.video for p in pairs)), (rank, processes), (0, 1)))
     mine = [(video, video_pairs) for video, video_pairs in todo.items() if video in share]
     if mine:
-        torch.manual_seed(args.seed)
+        torch.manual_seed(cfg.seed)
         # Each process on its own GPU; on CPU, where transformers puts it anyway.
-        device = args.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
-        lmm = load_video_lmm(args.model, dtype=args.dtype, device=device, quantization=args.quantization)
-        if args.adapter:
-            apply_adapter(lmm, args.adapter)
-        scorer = AlignmentScorer(lmm, sampler, batch_size=args.batch_size)
+        device = cfg.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
+        lmm = load_video_lmm(cfg.model, dtype=cfg.dtype, device=device, quantization=cfg.quantization)
+        if cfg.adapter:
+            apply_adapter(lmm, cfg.adapter)
+        scorer = AlignmentScorer(lmm, sampler, batch_size=cfg.batch_size)
         with open(journal, "a", encoding="utf-8", newline="") as f:
-            for video, video_pairs in tqdm(mine, desc=f"{args.benchmark}: videos", unit="video",
+            for video, video_pairs in tqdm(mine, desc=f"{cfg.benchmark}: videos", unit="video",
                                            disable=rank != 0):
                 try:
-                    frames = read_clip(locate_video(args.video_root, video), sampler)
+                    frames = read_clip(locate_video(cfg.video_root, video), sampler)
                     scores = scorer.score_many(frames, [p.caption for p in video_pairs]).tolist()
                 except Exception as err:  # one bad video or caption must not end the evaluation
                     record_failure(failures_path(path), video, err)
@@ -255,31 +270,30 @@ def score_with_model(args, pairs: list[Pair], path: Path) -> dict | None:
     return {"pairs_reused": unique - scored, "pairs_scored": scored - failed, "pairs_failed": failed}
 
 
-def evaluate(args) -> dict | None:
-    """Score (or read) the predictions and compute the benchmark's metrics: the JSON written to --out
+def evaluate(cfg: EvalConfig) -> dict | None:
+    """Score (or read) the predictions and compute the benchmark's metrics: the JSON written to `cfg.out`
     (None on the processes other than the main one of a multi-process run)."""
-    if args.adapter and not args.model:
-        raise SynvitaError("--adapter needs --model (the base model it was trained on)")
-    pairs = load_pairs(args.benchmark, args.annotations)
+    spec = BENCHMARKS.get(cfg.benchmark)
+    pairs = load_pairs(cfg.benchmark, cfg.annotations)
     run_counts = {}
-    if args.model:
-        predictions = args.predictions or args.out.with_name(f"{args.out.stem}.predictions.csv")
-        if provenance_path(predictions).resolve() == args.out.resolve():
-            raise SynvitaError(f"--out {args.out} would overwrite the provenance of --predictions {predictions}")
+    if cfg.model:
+        predictions = cfg.predictions or cfg.out.with_name(f"{cfg.out.stem}.predictions.csv")
+        if provenance_path(predictions).resolve() == cfg.out.resolve():
+            raise SynvitaError(f"--out {cfg.out} would overwrite the provenance of --predictions {predictions}")
         # Recorded in the provenance resolved, so `auto` never hides what ran.
-        args.dtype = eval_dtype(args.dtype, args.adapter, args.device)
-        run_counts = score_with_model(args, pairs, predictions)
+        cfg = dataclasses.replace(cfg, dtype=eval_dtype(cfg.dtype, cfg.adapter, cfg.device))
+        run_counts = score_with_model(cfg, pairs, predictions)
         if run_counts is None:
-            if args.shard:
-                print(f"{args.benchmark}: shard {args.shard} scored into its journal; run again without "
+            if cfg.shard:
+                print(f"{cfg.benchmark}: shard {cfg.shard} scored into its journal; run again without "
                       "--shard to merge the shards and compute the metrics")
             return None
     else:
-        predictions = args.from_predictions
+        predictions = cfg.from_predictions
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        joined = join(pairs, read_predictions(predictions), BENCHMARKS[args.benchmark].drop_duplicates)
-        result = compute(args.benchmark, pairs, joined.scores)
+        joined = join(pairs, read_predictions(predictions), spec.drop_duplicates)
+        result = compute(spec, pairs, joined.scores)
     sidecar = provenance_path(predictions)
     # A file scored elsewhere (VideoCon's scripts) has no side-car: record what is known.
     origin = (json.loads(sidecar.read_text()) if sidecar.is_file()
@@ -287,23 +301,24 @@ def evaluate(args) -> dict | None:
     for w in caught:
         print(f"warning: {w.message}")
     return {
-        "benchmark": args.benchmark,
+        "benchmark": cfg.benchmark,
         **{k: v for k, v in result.items() if k != "counts"},
         "counts": {**joined.counts, **result["counts"], **run_counts},
         "warnings": [str(w.message) for w in caught],
         "predictions": str(predictions),
-        "annotations": str(args.annotations),
+        "annotations": str(cfg.annotations),
         "provenance": origin,
     }
 
 
-def run(args) -> int:
-    out = evaluate(args)
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    out = evaluate(cfg)
     if out is None:
         return 0
-    atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
+    atomic_write_text(cfg.out, json.dumps(out, indent=2) + "\n")
     numbers = "  ".join(
         f"{k} {v:.2f}" for k, v in out.items() if isinstance(v, float) and not k.endswith("_tie_aware")
     )
-    print(f"{args.benchmark}: {numbers}  (counts: {out['counts']}) -> {args.out}")
+    print(f"{cfg.benchmark}: {numbers}  (counts: {out['counts']}) -> {cfg.out}")
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from synvita.data.benchmarks import BENCHMARKS
 from synvita.data.records import SyntheticClip, Triplet, WeightRow, read_jsonl, read_manifest
 from synvita.data.video import FrameSampler, VideoError, read_video
 from synvita.errors import SynvitaError
@@ -24,8 +25,6 @@ from synvita.provenance import package_versions
 from synvita.report import plots
 from synvita.utils import atomic_write_text
 
-# Column order of the paper's comparison table; other benchmarks follow alphabetically.
-PAPER_ORDER = ("videocon-llm", "videocon-human", "ssv2-temporal", "ssv2-events", "atp-hard")
 SIZE_BUDGET_MB = 20
 # Provenance keys worth a glance in the results table; the full block sits behind a click.
 PROVENANCE_SUMMARY = ("model", "adapter", "sampler", "frames", "num_frames", "fps", "seed", "date")
@@ -99,8 +98,10 @@ def results_section(run_dir: Path) -> str:
         except json.JSONDecodeError as e:
             raise ReportError(f"{f}: invalid JSON ({e})") from e
         results.setdefault(f.parent.name, {})[data.get("benchmark", f.stem)] = data
+    # Registered benchmarks in registration order (the paper's table); unknown ones follow alphabetically.
+    order = [spec.name for spec in BENCHMARKS.in_order()]
     benchmarks = sorted({b for r in results.values() for b in r},
-                        key=lambda b: (PAPER_ORDER.index(b) if b in PAPER_ORDER else len(PAPER_ORDER), b))
+                        key=lambda b: (order.index(b) if b in order else len(order), b))
     columns = [(b, m) for b in benchmarks
                for m in dict.fromkeys(m for r in results.values() if b in r for m in metric_keys(r[b]))]
     best = {c: max((r[c[0]][c[1]] for r in results.values() if c[1] in r.get(c[0], {})), default=None)

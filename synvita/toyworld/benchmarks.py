@@ -38,6 +38,8 @@ PROMPT = ("The following is a conversation between a curious human and AI assist
 FPS = 8.0
 HELD_OUT_SHARE = 5  # one scene in five is held out from training: half validation, half test
 SPLITS = ("train", "val", "test")
+# The registered benchmarks (`synvita.data.benchmarks`) whose files `write_benchmarks` writes.
+WRITTEN = ("videocon-llm", "videocon-human", "ssv2-temporal", "atp-hard")
 
 
 def split(scene: Scene) -> str:

@@ -27,16 +27,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from synvita.data.benchmarks import BENCHMARKS, load_pairs
 from synvita.data.records import MISALIGNMENTS
 from synvita.toyworld.basemodels import STATIC_KINDS, LmmSettings, MemberSettings, base_models
-from synvita.toyworld.benchmarks import write_benchmarks, write_triplets
+from synvita.toyworld.benchmarks import WRITTEN, write_benchmarks, write_triplets
 from synvita.toyworld.generator import PROFILES
 from synvita.utils import atomic_write_text
 
 FRAMES, SIZE = 8, 48
-# benchmark -> (metric key in the harness output, column title)
-COLUMNS = {"videocon-llm": ("auc", "VideoCon-LLM AUC"), "videocon-human": ("auc_hard", "Human-Hard AUC"),
-           "ssv2-temporal": ("mAP", "SSv2-Temporal mAP"), "atp-hard": ("accuracy", "ATP-Hard acc")}
 
 
 @dataclass(frozen=True)
@@ -264,7 +262,7 @@ def train(run: Path, base: Path, scale: Scale, row: Row, seed: int) -> Path:
     return checkpoints[-1]
 
 
-def evaluate(run: Path, base: Path, adapter: Path | None, name: str, benches=tuple(COLUMNS)) -> dict:
+def evaluate(run: Path, base: Path, adapter: Path | None, name: str, benches=WRITTEN) -> dict:
     """{benchmark: (metric, predictions CSV)} of one model on the toy benchmarks."""
     scores = {}
     for bench in benches:
@@ -274,7 +272,7 @@ def evaluate(run: Path, base: Path, adapter: Path | None, name: str, benches=tup
                      *(["--adapter", adapter] if adapter else []), "--video-root", run / "benchmarks",
                      "--frames", FRAMES, "--out", out)
         result = json.loads(out.read_text())
-        scores[bench] = (result[COLUMNS[bench][0]], Path(result["predictions"]))
+        scores[bench] = (result[BENCHMARKS.get(bench).metric], Path(result["predictions"]))
     return scores
 
 
@@ -284,9 +282,9 @@ def statistics_of(run: Path, evals: dict, reps: int, against: Row = BASELINE, ve
 
     table, paired, items = {}, {}, {}
     benches = {b for per_seed in evals.values() for e in per_seed for b in e}
-    for bench in [b for b in COLUMNS if b in benches]:
+    for bench in [b for b in WRITTEN if b in benches]:
         files = [(row, i, e[bench][1]) for row, per_seed in evals.items() for i, e in enumerate(per_seed)]
-        reps_all = replicates(bench, run / "benchmarks", [f for *_, f in files], COLUMNS[bench][0], reps)
+        reps_all = replicates(bench, run / "benchmarks", [f for *_, f in files], BENCHMARKS.get(bench).metric, reps)
         by_row = {}
         for row in evals:
             cols = [j for j, (r, *_) in enumerate(files) if r == row]
@@ -296,15 +294,13 @@ def statistics_of(run: Path, evals: dict, reps: int, against: Row = BASELINE, ve
             if row.name in by_row and against.name in by_row:
                 paired.setdefault(f"{row.name} − {against.name}", {})[bench] = paired_difference(
                     *by_row[row.name], *by_row[against.name])
-        from synvita.evaluation.benchmarks import load_pairs
-
         items[bench] = len({p.video for p in load_pairs(bench, run / "benchmarks")})
     return {"table": table, "paired": paired, "items": items}
 
 
 def format_table(stats: dict, quality: dict | None) -> str:
-    cols = [b for b in COLUMNS if any(b in per for per in stats["table"].values())]
-    lines = ["| row | " + " | ".join(COLUMNS[b][1] for b in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    cols = [b for b in WRITTEN if any(b in per for per in stats["table"].values())]
+    lines = ["| row | " + " | ".join(BENCHMARKS.get(b).metric_name for b in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for row, per in stats["table"].items():
         n = next(iter(per.values())).n
         lines.append(f"| {row} (seeds={n}) | " + " | ".join(f"{per[b].mean:.1f} ± {per[b].se:.1f}" for b in cols) + " |")
@@ -344,7 +340,7 @@ def _base_numbers(base: Path, members: dict[str, Path]) -> dict:
     return {"off-the-shelf LMM": held(base), **{f"member {k}": held(p) for k, p in members.items()}}
 
 
-def demo(out: Path, scale: Scale, cache: Path | None = None, rows=ROWS, benches=tuple(COLUMNS)) -> dict:
+def demo(out: Path, scale: Scale, cache: Path | None = None, rows=ROWS, benches=WRITTEN) -> dict:
     t0 = time.time()
     seconds: dict[str, float] = {}
 

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from synvita.evaluation.benchmarks import BENCHMARKS, Benchmark, compute, join, load_pairs, read_predictions
+from synvita.data.benchmarks import BENCHMARKS, load_pairs
+from synvita.evaluation.benchmarks import compute, join, read_predictions
 
 
 def replicates(benchmark: str, annotations: Path, predictions: list[Path], key: str, reps: int = 200,
                seed: int = 0) -> np.ndarray:
     """(reps, len(predictions)): `key` of `benchmark` on `reps` bootstrap draws of its videos."""
-    spec = BENCHMARKS[benchmark]
+    spec = BENCHMARKS.get(benchmark)
     pairs = load_pairs(benchmark, annotations)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -35,7 +36,7 @@ def replicates(benchmark: str, annotations: Path, predictions: list[Path], key: 
         by_video.setdefault(p.video, []).append(p)
     videos = sorted(by_video)
     # A resample has other group sizes than the published file: keep every group as drawn.
-    loose = Benchmark(spec.name, spec.kind, spec.files, None, spec.drop_duplicates)
+    loose = dataclasses.replace(spec, group_size=None)
     rng = np.random.default_rng(seed)
     out = np.empty((reps, len(predictions)))
     for r in range(reps):
@@ -45,7 +46,7 @@ def replicates(benchmark: str, annotations: Path, predictions: list[Path], key: 
             for p in by_video[videos[v]]:
                 # each draw is its own video (and its own question): a twice-drawn video counts twice
                 drawn.append(dataclasses.replace(p, video=f"{p.video}#{k}",
-                                                 group=p.group if spec.kind == "retrieval" else f"{p.group}#{k}"))
+                                                 group=p.group if spec.groups_span_videos else f"{p.group}#{k}"))
                 keys.append((p.video, p.caption))
         for j, s in enumerate(scores):
             with warnings.catch_warnings():
