@@ -406,7 +406,7 @@ def test_a_caption_a_member_cannot_take_fails_that_clip_only(tmp_path, tiny_cach
     (failure,) = read_manifest(run / "failed.d" / "score.shard0of1.proc0of1.jsonl", Failure)
     assert failure.item == "gen/imported" and failure.error
     rows, _ = finalize(cfg)
-    assert [r["clip_id"] for r in rows] == ["gen/t0_001"]
+    assert [r.clip_id for r in rows] == ["gen/t0_001"]
 
 
 def test_a_video_that_fails_is_journaled_and_the_evaluation_goes_on(tiny_atp, tmp_path):

@@ -4,6 +4,7 @@ synthetic clips of ../shared/data/synvita-samples scored end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_generate_then_score_complete_and_by_hand(generated, tiny_cache, count_d
     np.testing.assert_allclose(rows[clip.id, "blip", "real"].p_yes, direct[:, 1].numpy(), rtol=0, atol=1e-6)
 
     weights = [json.loads(line) for line in (generated / "weights.jsonl").read_text().splitlines()]
-    assert weights == records and len(weights) == 3
+    assert weights == [dataclasses.asdict(r) for r in records] and len(weights) == 3
     for w in weights:
         per = {m: {role: sum(rows[w["clip_id"], m, role].p_yes) / 4 for role in ("target", "real")}
                for m in ("llava", "blip", "qwen")}
@@ -157,8 +158,8 @@ def test_synvita_samples_scored_end_to_end(shared_data, tiny_cache, tmp_path):
     cfg = _score_config(tmp_path, tiny_cache, members, "frames=2")
     assert run_scoring(cfg, show_progress=False)["decodes"] == 9
     records, summary = finalize(cfg)
-    assert len(records) == 9 and all(len(r["weights"]) == 5 for r in records)
-    assert all(0 <= r["f_target"] <= 1 and 0 <= r["f_real"] <= 1 for r in records)
+    assert len(records) == 9 and all(len(r.weights) == 5 for r in records)
+    assert all(0 <= r.f_target <= 1 and 0 <= r.f_real <= 1 for r in records)
     assert {(s["misalignment"], s["generator"]) for s in summary} >= {("unknown", "lavie"), ("all", "all")}
     rows = read_manifest(tmp_path / "scores.jsonl", ScoreRow)
     assert len(rows) == 9 * 4 * 2 and all(len(r.frames) == 2 and r.frames[0] == 0 for r in rows)
@@ -169,7 +170,7 @@ def test_synvita_samples_scored_end_to_end(shared_data, tiny_cache, tmp_path):
     direct = cf5.p_yes(list(frames), [clip.caption])[:, 0].numpy()
     stored = next(r for r in rows if (r.clip_id, r.member, r.role) == (clip.id, "clip-flant5", "target"))
     np.testing.assert_allclose(stored.p_yes, direct, rtol=1e-6, atol=0)
-    assert all(r["members"]["clip-flant5"]["target"] > 0 for r in records)
+    assert all(r.members["clip-flant5"]["target"] > 0 for r in records)
 
 
 def test_score_command_line(generated, tiny_cache, capsys):

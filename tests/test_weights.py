@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from synvita.scoring.weights import DEFAULT_WEIGHTING, WEIGHTINGS
+from synvita.data.records import WeightRow
+from synvita.weights import DEFAULT_WEIGHTING, WEIGHTINGS, clip_weight, with_weights
 
 # (f_target, f_real) pairs and each strategy's value, worked out by hand.
 PAIRS = [(0.9, 0.3), (0.4, 0.7), (0.5, 0.5), (0.0, 1.0)]
@@ -30,3 +31,22 @@ def test_values_for_floats_arrays_and_tensors(name):
     out = fn(torch.tensor(ft, dtype=torch.float32), torch.tensor(fr, dtype=torch.float32))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, torch.tensor(EXPECTED[name]), atol=1e-6, rtol=0)
+
+
+def _row(f_target, f_real, weights=None):
+    return WeightRow(clip_id="gen/t_001", triplet_id="t", generator="gen", misalignment=None,
+                     f_target=f_target, f_real=f_real, weights=weights or {})
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_clip_weight_is_computed_from_the_scores(name):
+    for (ft, fr), want in zip(PAIRS, EXPECTED[name]):
+        # Whatever weights a row carries, w comes from its scores under the weighting asked for.
+        assert clip_weight(_row(ft, fr, {name: 123.0}), name) == pytest.approx(want)
+    assert clip_weight(_row(0.9, None), name) is None  # no real caption: unscored
+
+
+def test_with_weights_records_every_weighting():
+    for i, (ft, fr) in enumerate(PAIRS):
+        assert with_weights(_row(ft, fr)).weights == pytest.approx({k: v[i] for k, v in EXPECTED.items()})
+    assert with_weights(_row(0.9, None, {"margin": 1.0})).weights == {}

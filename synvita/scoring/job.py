@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from synvita.config import ConfigError, dump_resolved, load_config
-from synvita.data.records import ScoreRow, SyntheticClip, Triplet, append_record, read_manifest, write_manifest
+from synvita.data.records import (
+    ScoreRow, SyntheticClip, Triplet, WeightRow, append_record, read_manifest, write_manifest,
+)
 from synvita.data.video import FrameSampler
 from synvita.errors import one_line
 from synvita.jobs import (
@@ -32,8 +34,8 @@ from synvita.jobs import (
     record_failure, split_work, worker_summary,
 )
 from synvita.scoring.members import MemberSpec, load_member
-from synvita.scoring.weights import WEIGHTINGS
 from synvita.utils import atomic_write_text
+from synvita.weights import with_weights
 
 
 @dataclasses.dataclass
@@ -143,7 +145,7 @@ def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None
     return counts
 
 
-def ensemble_rows(cfg: ScoreConfig) -> list[dict]:
+def ensemble_rows(cfg: ScoreConfig) -> list[WeightRow]:
     """One weights.jsonl record per clip scored by every member (f̄ = mean of members' frame means)."""
     clips, triplets = load_inputs(cfg)
     rows = read_rows(cfg.run_dir)
@@ -155,24 +157,22 @@ def ensemble_rows(cfg: ScoreConfig) -> list[dict]:
         members = {m.name: {role: float(np.mean(rows[clip.id, m.name, role].p_yes)) for role in roles}
                    for m in cfg.members}
         f = {role: float(np.mean([members[m][role] for m in members])) for role in roles}
-        f_real = f.get("real")
-        weights = {} if f_real is None else {name: float(WEIGHTINGS.get(name)(f["target"], f_real))
-                                             for name in WEIGHTINGS.names()}
         triplet = triplets.get(clip.triplet_id)
-        out.append({"clip_id": clip.id, "triplet_id": clip.triplet_id, "generator": clip.generator,
-                    "misalignment": triplet.misalignment if triplet else None,
-                    "f_target": f["target"], "f_real": f_real, "members": members, "weights": weights})
+        out.append(with_weights(WeightRow(
+            clip_id=clip.id, triplet_id=clip.triplet_id, generator=clip.generator,
+            misalignment=triplet.misalignment if triplet else None, f_target=f["target"], f_real=f.get("real"),
+            members=members)))
     return out
 
 
-def summarize(records: list[dict]) -> list[dict]:
+def summarize(records: list[WeightRow]) -> list[dict]:
     """Per misalignment x generator (and 'all'): mean, quartiles, share < 0 of f_target - f_real."""
     groups = defaultdict(list)
     for r in records:
-        if r["f_real"] is None:
+        if r.f_real is None:
             continue
-        d = r["f_target"] - r["f_real"]
-        for key in ((r["misalignment"] or "unknown", r["generator"]), ("all", r["generator"]), ("all", "all")):
+        d = r.f_target - r.f_real
+        for key in ((r.misalignment or "unknown", r.generator), ("all", r.generator), ("all", "all")):
             groups[key].append(d)
     summary = []
     for (mis, gen), values in sorted(groups.items(), key=lambda kv: (kv[0][0] == "all", kv[0])):
@@ -192,13 +192,13 @@ def format_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def finalize(cfg: ScoreConfig) -> tuple[list[dict], list[dict]]:
+def finalize(cfg: ScoreConfig) -> tuple[list[WeightRow], list[dict]]:
     """Merge the journals into scores.jsonl and write weights.jsonl and score_summary.json."""
     run = Path(cfg.run_dir)
     rows = read_rows(run)
     write_manifest(run / "scores.jsonl", [rows[k] for k in sorted(rows)])
     records = ensemble_rows(cfg)
-    atomic_write_text(run / "weights.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write_manifest(run / "weights.jsonl", records)
     summary = summarize(records)
     meta = dict(members=[m.name for m in cfg.members], frames=FrameSampler("uniform", cfg.frames).describe(),
                 clips=len(records), statistic="f_target - f_real")

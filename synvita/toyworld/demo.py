@@ -152,7 +152,7 @@ def weight_quality(run: Path, variants=("shuffled",)) -> dict:
     from unfaithful ones by the generators' ground truth, overall, on the frame-visible types, and
     per misalignment type; plus the Fig. 5.2 analogue, f̄(V^s,t^s) − f̄(V^s,t^r) per type x generator."""
     from synvita.data.records import SyntheticClip, WeightRow, read_manifest
-    from synvita.scoring.weights import WEIGHTINGS
+    from synvita.weights import clip_weight
 
     truth = _truth(run)
     clips = {c.id: c for c in read_manifest(run / "clips.jsonl", SyntheticClip) if c.status == "done"}
@@ -161,8 +161,7 @@ def weight_quality(run: Path, variants=("shuffled",)) -> dict:
     weightings = {name: [r.weights[name] for r in rows] for name in rows[0].weights}
     for v in variants:
         changed = {r.clip_id: r for r in read_manifest(weight_variant(run, v), WeightRow)}
-        weightings[f"margin ({v})"] = [float(WEIGHTINGS.get("margin")(changed[r.clip_id].f_target,
-                                                                       changed[r.clip_id].f_real)) for r in rows]
+        weightings[f"margin ({v})"] = [clip_weight(changed[r.clip_id], "margin") for r in rows]
     kinds = sorted({r.misalignment for r in rows})
     quality = {}
     for name, w in weightings.items():
@@ -191,7 +190,7 @@ def weight_variant(run: Path, variant: str) -> Path:
     import random
 
     from synvita.data.records import WeightRow, read_manifest, write_manifest
-    from synvita.scoring.weights import WEIGHTINGS
+    from synvita.weights import clip_weight, with_weights
 
     path = run / f"weights_{variant}.jsonl"
     if path.is_file():
@@ -201,11 +200,10 @@ def weight_variant(run: Path, variant: str) -> Path:
         scores = [(r.f_target, r.f_real) for r in rows]
         random.Random("shuffled-weights").shuffle(scores)
     elif variant == "inverted":  # margin(f_t, f_r) = max(0, f_t − f_r); with f_r = 0 it is f_t = 1 − w
-        scores = [(1 - float(WEIGHTINGS.get("margin")(r.f_target, r.f_real)), 0.0) for r in rows]
+        scores = [(1 - clip_weight(r, "margin"), 0.0) for r in rows]
     else:
         raise ValueError(f"unknown weight variant {variant!r}")
-    changed = [dataclasses.replace(r, f_target=t, f_real=f, members={},
-                                   weights={k: float(WEIGHTINGS.get(k)(t, f)) for k in r.weights})
+    changed = [with_weights(dataclasses.replace(r, f_target=t, f_real=f, members={}))
                for r, (t, f) in zip(rows, scores)]
     write_manifest(path, changed)
     return path

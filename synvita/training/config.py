@@ -16,7 +16,7 @@ from typing import Literal
 
 from synvita.data.video import FrameSampler
 from synvita.models.families import LORA_PRESETS
-from synvita.scoring.weights import DEFAULT_WEIGHTING, WEIGHTINGS
+from synvita.weights import DEFAULT_WEIGHTING, WEIGHTINGS
 
 
 @dataclass

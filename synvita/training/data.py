@@ -25,7 +25,7 @@ import torch
 from synvita.data.records import MISALIGNMENTS, SyntheticClip, Triplet, WeightRow, read_jsonl, read_manifest
 from synvita.data.video import Clip, FrameSampler, VideoError, probe_video, read_clip
 from synvita.errors import SynvitaError
-from synvita.scoring.weights import WEIGHTINGS
+from synvita.weights import clip_weight
 from synvita.training.config import DataConfig
 from synvita.utils import stable_seed
 
@@ -84,7 +84,7 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
                            "(field nle): import VideoCon's LLM feedback CSV (column nle) with the generation "
                            "config's `explanations: videocon_llm_feedback.csv`, or set data.explanations=false")
     clips_by_triplet: dict[str, list[SyntheticClip]] = {}
-    weights: dict[str, tuple[float, float]] = {}
+    weights: dict[str, float] = {}  # clip id -> w
     if cfg.clips is not None:
         clips = read_manifest(cfg.clips, SyntheticClip)
         known = {c.generator for c in clips}
@@ -96,9 +96,8 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
                 clips_by_triplet.setdefault(c.triplet_id, []).append(c)
         if cfg.weights is not None:
             # A clip without a real caption (f_real null) has no weight: it counts as unscored.
-            weights = {r.clip_id: (r.f_target, r.f_real) for r in read_manifest(cfg.weights, WeightRow)
-                       if r.f_real is not None}
-    weight_fn = WEIGHTINGS.get(weighting)
+            weights = {r.clip_id: w for r in read_manifest(cfg.weights, WeightRow)
+                       if (w := clip_weight(r, weighting)) is not None}
 
     report = JoinReport(triplets=len(triplets))
     examples = []
@@ -120,9 +119,7 @@ def load_examples(cfg: DataConfig, weighting: str) -> tuple[list[Example], JoinR
             elif not _readable(path):
                 why = "clip unreadable"
             else:
-                f_target, f_real = weights.get(c.id, (None, None))
-                w = 1.0 if cfg.weights is None else float(weight_fn(f_target, f_real))
-                usable.append(Example(t, video, c, path, w))
+                usable.append(Example(t, video, c, path, 1.0 if cfg.weights is None else weights[c.id]))
         if cfg.clips is not None and not usable:
             report.real_only[why] += 1
         examples += usable or [Example(t, video)]
