@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from synvita.models.families import FamilyError, answer_token_ids
 from synvita.scoring.ensemble import ensemble_mean
 from synvita.scoring.members import (
-    DEFAULT_TEMPLATE, MEMBERS, MemberError, MemberSpec, answer_token_ids, load_member,
+    DEFAULT_TEMPLATE, MEMBERS, MemberError, MemberSpec, load_member,
 )
 from synvita.scoring.tiny_members import TINY_MEMBERS
 
@@ -130,7 +131,8 @@ def test_yes_no_tokens_and_template(tiny_dirs):
     t5 = load_member(MemberSpec(name="ib", kind="instructblip", model=str(tiny_dirs["instructblip"])))
     assert t5.prompt("a dog") == DEFAULT_TEMPLATE.format(text="a dog")
     assert sorted(t5.processor.tokenizer.convert_ids_to_tokens(t5.yes_ids)) == ["▁Yes", "▁yes"]
-    assert answer_token_ids(tok, ["zzzzqqqq"]) == []  # a multi-token spelling is never an answer token
+    with pytest.raises(FamilyError, match="no single token for 'zzzzqqqq'"):
+        answer_token_ids(tok, "zzzzqqqq")  # a multi-token spelling is never an answer token
 
 
 def test_member_errors(tiny_dirs):

@@ -149,7 +149,8 @@ def answer_token_ids(tokenizer, word: str) -> list[int]:
     """Ids of the single-token spellings of `word` (as is, lower case, each with a leading space).
 
     Tokenizers differ in whether the answer after "ASSISTANT:" is "Yes" or "ĠYes"/"▁Yes"; summing
-    over the variants that are single tokens makes the readout independent of that choice.
+    over the variants that are single tokens makes the readout independent of that choice. A
+    spelling the tokenizer can only encode as its unknown token is not the word.
     """
     ids = []
     for variant in (word, " " + word, word.lower(), " " + word.lower()):
@@ -161,6 +162,14 @@ def answer_token_ids(tokenizer, word: str) -> list[int]:
         raise FamilyError(f"the tokenizer has no single token for {word!r} (it splits it into {pieces}); "
                           "the Yes/No readout needs one")
     return ids
+
+
+def yes_no_token_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """The Yes ids and No ids every Yes/No readout sums over (video LMMs and VQA members alike)."""
+    yes_ids, no_ids = (answer_token_ids(tokenizer, w) for w in ANSWER_WORDS)
+    if set(yes_ids) & set(no_ids):
+        raise FamilyError(f"Yes and No share token ids {set(yes_ids) & set(no_ids)}")
+    return yes_ids, no_ids
 
 
 @dataclass
@@ -282,9 +291,10 @@ def load_processor_side(name_or_path: str, *, trust_remote_code: bool = False, v
     if family.video_max_pixels is not None:
         cap_video_pixels(processor.video_processor, video_max_pixels or family.video_max_pixels)
     tok = processor.tokenizer
-    yes_ids, no_ids = (answer_token_ids(tok, w) for w in ANSWER_WORDS)
-    if set(yes_ids) & set(no_ids):
-        raise FamilyError(f"{name_or_path}: Yes and No share token ids {set(yes_ids) & set(no_ids)}")
+    try:
+        yes_ids, no_ids = yes_no_token_ids(tok)
+    except FamilyError as err:
+        raise FamilyError(f"{name_or_path}: {err}") from None
     if tok.convert_tokens_to_ids(processor.video_token) in (None, tok.unk_token_id):
         raise FamilyError(f"{name_or_path}: the tokenizer has no video token {processor.video_token!r}")
     return name_or_path, config, family, processor, yes_ids, no_ids

@@ -19,26 +19,14 @@ import numpy as np
 import torch
 
 from synvita.errors import SynvitaError
+from synvita.models.families import FamilyError, yes_no_token_ids
 from synvita.registry import Registry
 
 DEFAULT_TEMPLATE = 'Does this figure show "{text}"? Please answer yes or no.'
-# Spellings whose single-token encodings count as the answer (their probabilities are summed).
-YES_WORDS = ("Yes", "yes", " Yes", " yes")
-NO_WORDS = ("No", "no", " No", " no")
 
 
 class MemberError(SynvitaError):
     """A member that cannot be built or used; the message names the member and the cause."""
-
-
-def answer_token_ids(tokenizer, words) -> list[int]:
-    """Ids of the spellings in `words` that the tokenizer encodes as exactly one token."""
-    ids = set()
-    for word in words:
-        encoded = tokenizer(word, add_special_tokens=False)["input_ids"]
-        if len(encoded) == 1:
-            ids.add(encoded[0])
-    return sorted(ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +65,10 @@ class HFMember:
         # frame and scores the captions from its cached keys/values. T5 members cannot: InstructBLIP's
         # Q-Former reads the question, so the image's encoding depends on the caption.
         self.prefix_sharing = prefix_sharing and not self.seq2seq
-        tok = processor.tokenizer
-        self.yes_ids, self.no_ids = answer_token_ids(tok, YES_WORDS), answer_token_ids(tok, NO_WORDS)
-        if not self.yes_ids or set(self.yes_ids) & set(self.no_ids):
-            raise MemberError(f"member {name!r}: the tokenizer has no single Yes token distinct from No "
-                              f"(yes ids {self.yes_ids}, no ids {self.no_ids})")
+        try:
+            self.yes_ids, self.no_ids = yes_no_token_ids(processor.tokenizer)
+        except FamilyError as err:
+            raise MemberError(f"member {name!r}: {err}") from None
 
     def prompt(self, text: str) -> str:
         question = self.template.format(text=text)
