@@ -151,17 +151,14 @@ def test_generate_with_the_cache_equals_greedy_decoding_by_full_forwards(tiny_di
 
 
 def test_segments_sampler_picks_the_authors_frames_and_is_the_familys_default(tiny_dir):
-    from argparse import Namespace
-
-    from synvita.evaluation.harness import _sampler
+    from synvita.models.families import trained_sampler
 
     # mPLUG-Owl's get_index(100, 4): segment 99/4 = 24.75, first at int(12.375) = 12, then 12 + round(24.75 i).
     assert FrameSampler("segments", 4).indices(np.arange(100) / 25, 4.0).tolist() == [12, 37, 62, 86]
     # `synvita evaluate` / `entail` sample as the family was trained unless told otherwise.
-    assert _sampler(Namespace(model=str(tiny_dir), sampler=None, frames=None, fps=None)) == FrameSampler("segments", 32)
-    assert _sampler(Namespace(model=str(tiny_dir), sampler="uniform", frames=None, fps=None)) == FrameSampler(
-        "uniform", 32)
-    assert _sampler(Namespace(model=str(tiny_dir), sampler=None, frames=8, fps=None)).describe() == "segments-8"
+    assert trained_sampler(str(tiny_dir)) == FrameSampler("segments", 32)
+    assert trained_sampler(str(tiny_dir), "uniform") == FrameSampler("uniform", 32)
+    assert trained_sampler(str(tiny_dir), num_frames=8).describe() == "segments-8"
 
 
 def _owl_con_layout(peft_model) -> dict[str, torch.Tensor]:

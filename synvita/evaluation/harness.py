@@ -85,17 +85,6 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     return load_config(EvalConfig, args.config, [*flags, *args.overrides])
 
 
-def _sampler(cfg: EvalConfig) -> FrameSampler:
-    """The sampler and frames, each defaulting to the frames the model's family was trained on."""
-    from synvita.models.families import family_for_checkpoint
-
-    trained = family_for_checkpoint(cfg.model).frames
-    kind = cfg.sampler or trained.kind
-    if kind == "fps":
-        return FrameSampler("fps", fps=cfg.fps)
-    return FrameSampler(kind, num_frames=cfg.frames or trained.num_frames)
-
-
 def provenance_path(predictions: Path) -> Path:
     """The side-car holding the provenance of a predictions CSV: `X.predictions.json` beside
     `X.predictions.csv` (the report skips `*.predictions.json` when it collects results)."""
@@ -196,9 +185,9 @@ def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | N
     import torch
 
     from synvita.data.video import read_clip
-    from synvita.models.adapters import apply_adapter
+    from synvita.models.adapters import load_adapted
     from synvita.models.alignment import AlignmentScorer
-    from synvita.models.families import load_video_lmm
+    from synvita.models.families import trained_sampler
 
     # A SLURM array task works alone; the processes of `accelerate launch` wait for one another.
     state = None if cfg.shard else process_state()
@@ -209,7 +198,7 @@ def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | N
         if state is not None:
             state.wait_for_everyone()
 
-    sampler = _sampler(cfg)
+    sampler = trained_sampler(cfg.model, cfg.sampler, cfg.frames, cfg.fps)
     setup = _setup(cfg, sampler)
     sidecar = provenance_path(path)
     if path.exists() or any(path.parent.glob(f"{path.stem}.rank*.csv")):
@@ -245,9 +234,7 @@ def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | N
         torch.manual_seed(cfg.seed)
         # Each process on its own GPU; on CPU, where transformers puts it anyway.
         device = cfg.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
-        lmm = load_video_lmm(cfg.model, dtype=cfg.dtype, device=device, quantization=cfg.quantization)
-        if cfg.adapter:
-            apply_adapter(lmm, cfg.adapter)
+        lmm = load_adapted(cfg.model, cfg.adapter, dtype=cfg.dtype, device=device, quantization=cfg.quantization)
         scorer = AlignmentScorer(lmm, sampler, batch_size=cfg.batch_size)
         with open(journal, "a", encoding="utf-8", newline="") as f:
             for video, video_pairs in tqdm(mine, desc=f"{cfg.benchmark}: videos", unit="video",

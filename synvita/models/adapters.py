@@ -100,3 +100,14 @@ def apply_adapter(lmm: VideoLMM, source: str | Path) -> None:
     if result.unexpected_keys:
         raise AdapterError(f"{source}: tensors PEFT did not place: {result.unexpected_keys[:3]}")
     lmm.model = peft_model.merge_and_unload().eval()
+
+
+def load_adapted(model: str, adapter: str | Path | None = None, **load_options) -> VideoLMM:
+    """`load_video_lmm(model, **load_options)` with the adapter at `adapter` applied, if one is given:
+    how `synvita entail` and `synvita evaluate` load what they score."""
+    from synvita.models.families import load_video_lmm
+
+    lmm = load_video_lmm(model, **load_options)
+    if adapter:
+        apply_adapter(lmm, adapter)
+    return lmm

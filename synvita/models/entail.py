@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 
-from synvita.data.video import FrameSampler, VideoError, read_clip
+from synvita.data.video import VideoError, read_clip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,17 +36,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _scores(args: argparse.Namespace):
-    from synvita.models.adapters import AdapterError, apply_adapter
+    from synvita.models.adapters import AdapterError, load_adapted
     from synvita.models.alignment import AlignmentScorer, VideoTokenMismatchError
-    from synvita.models.families import FamilyError, family_for_checkpoint, load_video_lmm
+    from synvita.models.families import FamilyError, trained_sampler
 
     try:
-        trained = family_for_checkpoint(args.model).frames
-        sampler = FrameSampler(trained.kind, num_frames=args.frames or trained.num_frames)
+        sampler = trained_sampler(args.model, num_frames=args.frames)
         frames = read_clip(args.video, sampler)
-        lmm = load_video_lmm(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization)
-        if args.adapter:
-            apply_adapter(lmm, args.adapter)
+        lmm = load_adapted(args.model, args.adapter, dtype=args.dtype, device=args.device,
+                           quantization=args.quantization)
         scorer = AlignmentScorer(lmm, sampler, prefix_sharing=not args.no_prefix_sharing)
         return scorer.score_many(frames, args.text)
     except (VideoError, FamilyError, VideoTokenMismatchError, AdapterError, OSError) as err:

@@ -145,6 +145,17 @@ def family_for_checkpoint(name_or_path: str) -> ModelFamily:
     return family_for_model_type(model_type)
 
 
+def trained_sampler(name_or_path: str, kind: str | None = None, num_frames: int | None = None,
+                    fps: float | None = None) -> FrameSampler:
+    """The sampler `kind` with `num_frames` (or `fps`), each defaulting to the frames the checkpoint's
+    family was trained on: what `synvita entail` and `synvita evaluate` sample unless told."""
+    trained = family_for_checkpoint(name_or_path).frames
+    kind = kind or trained.kind
+    if kind == "fps":
+        return FrameSampler("fps", fps=fps)
+    return FrameSampler(kind, num_frames=num_frames or trained.num_frames)
+
+
 def answer_token_ids(tokenizer, word: str) -> list[int]:
     """Ids of the single-token spellings of `word` (as is, lower case, each with a leading space).
 
