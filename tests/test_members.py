@@ -10,9 +10,10 @@ import torch
 from synvita.models.families import FamilyError, answer_token_ids
 from synvita.scoring.ensemble import ensemble_mean
 from synvita.scoring.members import (
-    DEFAULT_TEMPLATE, MEMBERS, MemberError, MemberSpec, load_member,
+    MEMBERS, MemberError, MemberSpec, load_member,
 )
 from synvita.scoring.tiny_members import TINY_MEMBERS
+from synvita.text.prompts import VQA_QUESTION
 
 EXPECTED = {
     "llava-1.5": ("LlavaForConditionalGeneration", "LlavaProcessor", "llava-1.5"),
@@ -129,7 +130,7 @@ def test_yes_no_tokens_and_template(tiny_dirs):
         assert tok.decode([i]).strip().lower() == "yes"
     assert 'Is "a dog" shown? Yes or no.' in member.prompt("a dog")
     t5 = load_member(MemberSpec(name="ib", kind="instructblip", model=str(tiny_dirs["instructblip"])))
-    assert t5.prompt("a dog") == DEFAULT_TEMPLATE.format(text="a dog")
+    assert t5.prompt("a dog") == VQA_QUESTION.format(text="a dog")
     assert sorted(t5.processor.tokenizer.convert_ids_to_tokens(t5.yes_ids)) == ["▁Yes", "▁yes"]
     with pytest.raises(FamilyError, match="no single token for 'zzzzqqqq'"):
         answer_token_ids(tok, "zzzzqqqq")  # a multi-token spelling is never an answer token

@@ -188,7 +188,8 @@ def test_explanation_nll_matches_the_models_own_label_loss(tiny_setup):
     from synvita.models.families import load_video_lmm
     from synvita.training.config import DataConfig
     from synvita.training.data import load_examples
-    from synvita.training.views import EXPLAIN_QUESTION, explanation_nll
+    from synvita.text.prompts import EXPLAIN_QUESTION
+    from synvita.training.views import explanation_nll
 
     lmm = load_video_lmm(tiny_setup[0])
     examples, _ = load_examples(DataConfig(triplets=tiny_setup[1] / "triplets.jsonl"), "fixed")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +26,11 @@ from typing import Literal
 from synvita.data.videocon import read_human_csv, read_llm_csv
 from synvita.errors import SynvitaError
 from synvita.registry import Registry
+from synvita.text.prompts import ENTAIL_QUESTION, slot_pattern
 from synvita.utils import read_utf8
 
 # VideoCon embeds the description in the full mPLUG-Owl prompt; the description is what is scored.
-_DESCRIPTION = re.compile(r'Does this video entail the description: "(.*)"\?', re.S)
+_DESCRIPTION = slot_pattern(ENTAIL_QUESTION)
 
 VIDEOCON_GITHUB = "https://raw.githubusercontent.com/Hritikbansal/videocon/main/datasets"
 

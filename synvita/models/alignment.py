@@ -28,11 +28,9 @@ from synvita.data.video import Clip, FrameSampler, read_clip
 from synvita.errors import SynvitaError
 from synvita.models.families import VideoLMM
 from synvita.text.lcs import caption_keep_token_mask
+from synvita.text.prompts import ENTAIL_QUESTION
 
 log = logging.getLogger(__name__)
-
-QUESTION = 'Does this video entail the description: "{text}"?'
-
 
 def answer_gap(prompt: str) -> str:
     """What separates a prompt from the answer the model writes: nothing after a space or newline."""
@@ -93,7 +91,7 @@ class CaptionSplitter:
     the prompt's opening quote). Needs the tokenizer and prompt only, not the model weights.
     """
 
-    def __init__(self, lmm: VideoLMM, question: str = QUESTION):
+    def __init__(self, lmm: VideoLMM, question: str = ENTAIL_QUESTION):
         self.tokenizer, self.video_token = lmm.tokenizer, lmm.video_token
         self.prefix_text, self.suffix_text = lmm.prompt_pieces(question)
         self.prefix_tokens = self._tokenize(self.prefix_text).input_ids
@@ -144,7 +142,7 @@ class AlignmentScorer:
     """Scores (video, caption) pairs with one video LMM; see the module docstring for the layout."""
 
     def __init__(self, lmm: VideoLMM, sampler: FrameSampler = FrameSampler(), batch_size: int = 16,
-                 question: str = QUESTION, prefix_sharing: bool = True, padding_side: str = "right"):
+                 question: str = ENTAIL_QUESTION, prefix_sharing: bool = True, padding_side: str = "right"):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
         self.lmm, self.sampler, self.batch_size = lmm, sampler, batch_size

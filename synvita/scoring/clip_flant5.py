@@ -30,11 +30,10 @@ from transformers import CLIPVisionModel, T5Config, T5ForConditionalGeneration
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 from transformers.models.auto.configuration_auto import AutoConfig
 
-from synvita.scoring.members import DEFAULT_TEMPLATE, MemberError
+from synvita.scoring.members import MemberError
+from synvita.text.prompts import VQA_QUESTION, clip_flant5_prompt
 
 # The reference's chat prompt ("t5_chat") around the question, and its answer.
-SYSTEM_MESSAGE = ("A chat between a curious user and an artificial intelligence assistant. "
-                  "The assistant gives helpful, detailed, and polite answers to the user's questions.")
 IMAGE_PLACEHOLDER = "<image>"
 ANSWER = "Yes"
 # Every FlanT5 size shares one SentencePiece vocabulary; the reference reads it from here.
@@ -195,7 +194,7 @@ class CLIPFlanT5Member:
     caption) pair through FlanT5, `batch_size` pairs a pass."""
 
     def __init__(self, name: str, model: CLIPFlanT5ForConditionalGeneration, tokenizer, image_processor,
-                 template: str = DEFAULT_TEMPLATE, batch_size: int = 8):
+                 template: str = VQA_QUESTION, batch_size: int = 8):
         if "{text}" not in template:
             raise MemberError(f"member {name!r}: question template {template!r} has no {{text}} slot")
         self.name, self.model, self.tokenizer, self.image_processor = name, model, tokenizer, image_processor
@@ -203,7 +202,7 @@ class CLIPFlanT5Member:
         self.answer_ids = tokenizer(ANSWER).input_ids  # "▁Yes", "</s>": the reference's label
 
     def prompt(self, text: str) -> str:
-        return f"{SYSTEM_MESSAGE} USER: {IMAGE_PLACEHOLDER}\n{self.template.format(text=text)} ASSISTANT: "
+        return clip_flant5_prompt(self.template.format(text=text), IMAGE_PLACEHOLDER)
 
     def encode(self, text: str) -> list[int]:
         """The prompt's ids: the text before and after the image each tokenized with its own closing
@@ -239,7 +238,7 @@ class CLIPFlanT5Member:
         return out.view(len(frames), len(texts))
 
 
-def load(name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
+def load(name: str, model: str, *, template: str = VQA_QUESTION, batch_size: int = 8,
          device: str | torch.device = "cpu", dtype: str = "float32", processor_kwargs: dict | None = None,
          **_ignored) -> CLIPFlanT5Member:
     """The member kind's `load`. The tokenizer and image processor come from the model's folder when it

@@ -21,8 +21,8 @@ import torch
 from synvita.errors import SynvitaError
 from synvita.models.families import FamilyError, yes_no_token_ids
 from synvita.registry import Registry
+from synvita.text.prompts import VQA_QUESTION
 
-DEFAULT_TEMPLATE = 'Does this figure show "{text}"? Please answer yes or no.'
 
 
 class MemberError(SynvitaError):
@@ -36,7 +36,7 @@ class HFKind:
     model_class: str
     model_types: tuple[str, ...]  # config.model_type values the class accepts
 
-    def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
+    def load(self, name: str, model: str, *, template: str = VQA_QUESTION, batch_size: int = 8,
              device: str | torch.device = "cpu", dtype: str = "float32", trust_remote_code: bool = False,
              processor_kwargs: dict | None = None, prefix_sharing: bool = True):
         import transformers
@@ -54,7 +54,7 @@ class HFKind:
 
 
 class HFMember:
-    def __init__(self, name: str, model, processor, template: str = DEFAULT_TEMPLATE, batch_size: int = 8,
+    def __init__(self, name: str, model, processor, template: str = VQA_QUESTION, batch_size: int = 8,
                  prefix_sharing: bool = True):
         if "{text}" not in template:
             raise MemberError(f"member {name!r}: question template {template!r} has no {{text}} slot")
@@ -196,7 +196,7 @@ class ExternalKind:
     """Any other scorer: `model: module:function`. `function(device=..., dtype=..., template=...)` is
     called once and returns `score(frames, texts)`, giving one probability per frame x caption."""
 
-    def load(self, name: str, model: str, *, template: str = DEFAULT_TEMPLATE, device: str | torch.device = "cpu",
+    def load(self, name: str, model: str, *, template: str = VQA_QUESTION, device: str | torch.device = "cpu",
              dtype: str = "float32", **_ignored):
         module, _, attr = model.partition(":")
         try:
@@ -252,7 +252,7 @@ class MemberSpec:
     name: str
     kind: str | None = None
     model: str | None = None  # hub id, local folder, or `tiny:<kind>` (built on first use)
-    template: str = DEFAULT_TEMPLATE
+    template: str = VQA_QUESTION
     batch_size: int = 8
     dtype: str = "float32"
     trust_remote_code: bool = False

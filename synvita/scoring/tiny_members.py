@@ -89,12 +89,12 @@ def build_clip_flant5(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
     import transformers as tf
 
     from synvita.generators.tiny_pipelines import WORDS, local_t5_tokenizer
-    from synvita.scoring.clip_flant5 import SYSTEM_MESSAGE, CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
-    from synvita.scoring.members import DEFAULT_TEMPLATE
+    from synvita.scoring.clip_flant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
+    from synvita.text.prompts import CLIP_FLANT5_SYSTEM, VQA_QUESTION
 
     dims = SIZES[size]
     # the chat prompt's words as whole pieces, so the image is not drowned in single letters
-    prompt = f"{SYSTEM_MESSAGE} USER: {DEFAULT_TEMPLATE} ASSISTANT:"
+    prompt = f"{CLIP_FLANT5_SYSTEM} USER: {VQA_QUESTION} ASSISTANT:"
     tok = local_t5_tokenizer(words=[*WORDS, *re.findall(r"\w+", prompt)])
     config = CLIPFlanT5Config(
         # 28 unused rows past the tokenizer, as FlanT5's 32128 past its 32100 (the member trims them)

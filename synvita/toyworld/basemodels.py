@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from synvita.data.records import MISALIGNMENTS
 from synvita.data.video import FrameSampler
+from synvita.text.prompts import CAPTION_QUESTION
 from synvita.toyworld.benchmarks import held_out, scenes
 from synvita.toyworld.grammar import PHRASINGS, caption
 from synvita.toyworld.negatives import negative
@@ -39,7 +40,6 @@ from synvita.toyworld.render import REAL, Style, render
 from synvita.toyworld.world import random_scene
 from synvita.utils import atomic_write_text
 
-CAPTION_QUESTION = "Describe the video.{text}"
 STATIC_KINDS = ("attribute", "object", "count", "relation", "hallucination")  # visible in one frame
 PLAIN = Style("plain")  # members also see flat renderings, as image VLMs see clip art
 VERSION = 3  # bump when the training code changes what a cached model would be

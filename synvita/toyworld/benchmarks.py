@@ -25,16 +25,13 @@ from tqdm import tqdm
 
 from synvita.data.records import MISALIGNMENTS, Triplet, write_manifest
 from synvita.data.video import write_video
+from synvita.text.prompts import VIDEOCON_PROMPT
 from synvita.toyworld.grammar import _clause, _noun, caption
 from synvita.toyworld.negatives import negative
 from synvita.toyworld.render import REAL, render
 from synvita.toyworld.world import ACTIONS, MAX_OBJECTS, Event, Scene, random_entity, random_scene
 from synvita.utils import atomic_write_text, stable_seed
 
-# mPLUG-Owl's prompt, exactly as VideoCon's SSv2 and ATP-Hard CSVs carry it.
-PROMPT = ("The following is a conversation between a curious human and AI assistant. The assistant gives "
-          "helpful, detailed, and polite answers to the user's questions.\nHuman: <|video|>\nHuman: Does this "
-          'video entail the description: "{}"?\nAI: ')
 FPS = 8.0
 HELD_OUT_SHARE = 5  # one scene in five is held out from training: half validation, half test
 SPLITS = ("train", "val", "test")
@@ -145,7 +142,7 @@ def ssv2_temporal(root: Path, frames: int, size: int) -> Path:
             _write_clip(root, rel, s, frames, size)
             videos.append((rel, t))
             made += 1
-    rows = [[rel, PROMPT.format(template_text(actions)), int(t == q)]
+    rows = [[rel, VIDEOCON_PROMPT.format(text=template_text(actions)), int(t == q)]
             for q, actions in enumerate(TEMPLATES) for rel, t in videos]
     path = root / "eval_ssv2_temporal.csv"
     _write_csv(path, ["videopath", "caption", "match"], rows)
@@ -204,7 +201,7 @@ def atp_hard(root: Path, n: int, frames: int, size: int) -> tuple[Path, Path]:
         vid = f"atp_{i:04d}"
         rel = f"videos/{vid}.mp4"
         _write_clip(root, rel, s, frames, size)
-        eval_rows += [[rel, question, answer, j, PROMPT.format(o)] for j, o in enumerate(options)]
+        eval_rows += [[rel, question, answer, j, VIDEOCON_PROMPT.format(text=o)] for j, o in enumerate(options)]
         qa_rows.append([vid, frames, size, size, question, answer, i, qtype, *options])
     eval_path, qa_path = root / "eval-nextqa-atphard.csv", root / "nextqa-atphard.csv"
     _write_csv(eval_path, ["videopath", "question", "answer", "option", "caption"], eval_rows)

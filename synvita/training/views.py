@@ -21,10 +21,10 @@ import torch
 from synvita.data.video import Clip
 from synvita.models.alignment import answer_gap
 from synvita.text.lcs import shared_spans
+from synvita.text.prompts import EXPLAIN_QUESTION
 from synvita.training.data import Example
 from synvita.training.losses import Explanations
 
-EXPLAIN_QUESTION = 'What is the misalignment between this video and the description: "{text}"?'
 REAL_VIEWS = ("rr", "rs", "rp")
 # The label each entailment view is trained to answer (t' views have none).
 ANSWERS = {"rr": "Yes", "rs": "No", "ss": "Yes", "sr": "No"}

@@ -16,13 +16,13 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImage
 from transformers.processing_utils import ProcessorMixin
 from transformers.video_processing_utils import BaseVideoProcessor
 
+from synvita.text.prompts import MPLUG_OWL_SYSTEM
+
 VIDEO_TOKEN = "<|video|>"
-SYSTEM = ("The following is a conversation between a curious human and AI assistant. The assistant gives helpful, "
-          "detailed, and polite answers to the user's questions.")
 # Each content part of a user turn is its own `Human:` line, as in the authors' prompts. Newlines
 # after a tag are written as {{ '\n' }}: the chat template's trim_blocks would drop a literal one.
 CHAT_TEMPLATE = (
-    SYSTEM + "\n"
+    MPLUG_OWL_SYSTEM + "\n"
     "{% for message in messages %}"
     "{% if message['content'] is string %}"
     "{% if message['role'] == 'user' %}Human: {% else %}AI: {% endif %}{{ message['content'] }}{{ '\\n' }}"
