@@ -29,8 +29,13 @@ def member_scores(members, frames: np.ndarray, texts: list[str]) -> dict[str, to
     return {m.name: m.p_yes(list(frames), texts) for m in members}
 
 
+def member_means(per_member: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """member name -> its mean over frames, per caption."""
+    return {name: p.mean(0) for name, p in per_member.items()}
+
+
 def ensemble_mean(per_member: dict[str, torch.Tensor]) -> torch.Tensor:
     """f̄ per caption: each member's mean over frames, then the mean over members."""
     if not per_member:
         raise ValueError("the ensemble has no member scores")
-    return torch.stack([p.mean(0) for p in per_member.values()]).mean(0)
+    return torch.stack(list(member_means(per_member).values())).mean(0)

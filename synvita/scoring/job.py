@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from synvita.config import ConfigError, dump_resolved, load_config
 from synvita.data.records import (
@@ -33,6 +34,7 @@ from synvita.jobs import (
     add_job_arguments, job_main, job_overrides, journal_path, parse_shard, process_state, read_journals,
     record_failure, split_work, worker_summary,
 )
+from synvita.scoring.ensemble import ensemble_mean, member_means, sample_frames
 from synvita.scoring.members import MemberSpec, load_member
 from synvita.utils import atomic_write_text
 from synvita.weights import with_weights
@@ -105,8 +107,6 @@ def run_scoring(cfg: ScoreConfig, process: tuple[int, int] = (0, 1), device=None
     RUN/failed.d/ with its error and left out; the job goes on, and the next run tries it again."""
     from tqdm.auto import tqdm
 
-    from synvita.scoring.ensemble import sample_frames
-
     run = Path(cfg.run_dir)
     clips, triplets = load_inputs(cfg)
     mine = split_work(clips, parse_shard(cfg.shard), process)
@@ -154,9 +154,11 @@ def ensemble_rows(cfg: ScoreConfig) -> list[WeightRow]:
         roles = captions_of(clip, triplets)
         if not all(_is_cached(rows, clip.id, m.name, roles, cfg.frames) for m in cfg.members):
             continue
-        members = {m.name: {role: float(np.mean(rows[clip.id, m.name, role].p_yes)) for role in roles}
-                   for m in cfg.members}
-        f = {role: float(np.mean([members[m][role] for m in members])) for role in roles}
+        # (frames, captions) per member, in float64 as the journals hold them
+        per_member = {m.name: torch.tensor([rows[clip.id, m.name, role].p_yes for role in roles],
+                                           dtype=torch.float64).T for m in cfg.members}
+        members = {name: dict(zip(roles, p.tolist())) for name, p in member_means(per_member).items()}
+        f = dict(zip(roles, ensemble_mean(per_member).tolist()))
         triplet = triplets.get(clip.triplet_id)
         out.append(with_weights(WeightRow(
             clip_id=clip.id, triplet_id=clip.triplet_id, generator=clip.generator,
