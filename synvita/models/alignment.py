@@ -22,11 +22,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import DynamicCache
-
 from synvita.data.video import Clip, FrameSampler, read_clip
 from synvita.errors import SynvitaError
 from synvita.models.families import VideoLMM
+from synvita.models.prefix import SharedPrefix, sees_prefix
 from synvita.text.lcs import caption_keep_token_mask
 from synvita.text.prompts import ENTAIL_QUESTION
 
@@ -316,10 +315,7 @@ class AlignmentScorer:
         out = self.lmm.language_model(inputs_embeds=self._embeddings(prefix, caches), attention_mask=prefix_valid,
                                       position_ids=self._pad([c.positions for c in caches], 0, "right"),
                                       use_cache=True)
-        prefix_kv = [(k, v) for k, v, *_ in out.past_key_values or []]
-        if not prefix_kv or any(k is None or k.shape[-2] != prefix.shape[-1] for k, _ in prefix_kv):
-            raise RuntimeError(f"{self.lmm.source}: the LLM did not cache the prefix's keys/values; "
-                               "score with prefix_sharing=False")
+        shared = SharedPrefix(out.past_key_values, prefix.shape[-1], self.lmm.hf_model.config, self.lmm.source)
         # A video's captions are cut into pieces of at most `chunk` pairs; a pass takes consecutive
         # pieces up to `chunk` pairs. A full piece fills a pass on its own, so the pieces of one pass
         # come from consecutive, distinct videos and its rows match a slice of the prefix batch.
@@ -330,9 +326,9 @@ class AlignmentScorer:
             if passes[-1] and sum(len(r) for _, r in passes[-1]) + len(piece[1]) > chunk:
                 passes.append([])
             passes[-1].append(piece)
-        return [self._caption_pass(batch, caches, prefix_kv, prefix_valid, p) for p in passes]
+        return [self._caption_pass(batch, caches, shared, prefix_valid, p) for p in passes]
 
-    def _caption_pass(self, batch: PairBatch, caches: list[VisionCache], prefix_kv: list, prefix_valid: torch.Tensor,
+    def _caption_pass(self, batch: PairBatch, caches: list[VisionCache], shared: SharedPrefix, prefix_valid: torch.Tensor,
                       pieces: list[tuple[int, list[int]]]) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor]]:
         device, dtype = self.lmm.device, self._embed.weight.dtype
         first, last = pieces[0][0], pieces[-1][0] + 1
@@ -354,15 +350,12 @@ class AlignmentScorer:
         # A caption sees the prefix tokens its own prompt shares; padding queries see the whole prefix,
         # so that no row of the softmax is empty.
         seen = self._pad(seen, prefix_valid.shape[-1], "right")
-        sees_prefix = prefix_valid[first:last, None, :].bool() & (
-            torch.arange(prefix_valid.shape[-1], device=device) < seen[:, :, None])
-        allowed = torch.cat([sees_prefix, same_caption & visible[:, None, :] & real[:, :, None]], dim=-1)
+        allowed = torch.cat([sees_prefix(prefix_valid[first:last, None, :], seen),
+                             same_caption & visible[:, None, :] & real[:, :, None]], dim=-1)
         mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-        kv = DynamicCache(ddp_cache_data=[(k[first:last], v[first:last]) for k, v in prefix_kv],
-                          config=self.lmm.hf_model.config)
-        out = self.lmm.language_model(inputs_embeds=self._embed(self._pad(ids, 0, "right")),
-                                      attention_mask=mask[:, None], position_ids=self._pad(positions, 0, "right"),
-                                      past_key_values=kv, use_cache=True)
+        out = shared.continue_rows(self.lmm.language_model, slice(first, last),
+                                   inputs_embeds=self._embed(self._pad(ids, 0, "right")), attention_mask=mask[:, None],
+                                   position_ids=self._pad(positions, 0, "right"))
         row = torch.cat([torch.full_like(e, r) for r, e in enumerate(ends)])
         pairs = [i for _, rows in pieces for i in rows]
         return pairs, self._at_ends(out.last_hidden_state, row, torch.cat(ends), batch, pairs)

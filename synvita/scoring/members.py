@@ -20,6 +20,7 @@ import torch
 
 from synvita.errors import SynvitaError
 from synvita.models.families import FamilyError, yes_no_token_ids
+from synvita.models.prefix import SharedPrefix, sees_prefix
 from synvita.registry import Registry
 from synvita.text.prompts import VQA_QUESTION
 
@@ -147,8 +148,6 @@ class HFMember:
         """P(Yes) for every frame x caption: the prompt before the caption for all frames in one pass,
         then the pairs' tails (caption + rest of the prompt), `batch_size` at a time, from its cache.
         None when the frames' prompts differ in length (frames of different sizes)."""
-        from transformers import DynamicCache
-
         pre = self.prompt("\x00").split("\x00")[0]
         tok, device = self.processor.tokenizer, self.model.device
         prefix = self.processor(images=list(frames), text=[pre] * len(frames), padding=True,
@@ -157,8 +156,9 @@ class HFMember:
             return None
         if "pixel_values" in prefix:
             prefix["pixel_values"] = prefix["pixel_values"].to(self.model.dtype)
-        prefix_kv = [(k, v) for k, v, *_ in self.model(**prefix, use_cache=True).past_key_values]
         width = prefix["input_ids"].shape[1]
+        shared = SharedPrefix(self.model(**prefix, use_cache=True).past_key_values, width, self.model.config,
+                              f"member {self.name!r}")
         pairs = [(f, t) for f in range(len(frames)) for t in range(len(splits))]
         out = torch.empty(len(pairs))
         for start in range(0, len(pairs), self.batch_size):
@@ -169,12 +169,10 @@ class HFMember:
             length = max(map(len, rows))
             ids = torch.tensor([r + [tok.pad_token_id or 0] * (length - len(r)) for r in rows], device=device)
             # A row sees the prefix tokens its own prompt keeps, then its tail.
-            mask = torch.cat([(torch.arange(width, device=device) < seen[:, None]).long(),
+            mask = torch.cat([sees_prefix(prefix["attention_mask"][frame_of_row], seen).long(),
                               torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows], device=device)], 1)
-            kv = DynamicCache(ddp_cache_data=[(k[frame_of_row], v[frame_of_row]) for k, v in prefix_kv],
-                              config=self.model.config)
-            logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=kv, use_cache=True,
-                                position_ids=self._tail_positions(seen, frame_of_row, length)).logits
+            logits = shared.continue_rows(self.model, frame_of_row, input_ids=ids, attention_mask=mask,
+                                          position_ids=self._tail_positions(seen, frame_of_row, length)).logits
             last = torch.tensor([len(r) - 1 for r in rows], device=device)
             out[start:start + len(rows)] = self._p_yes(logits[torch.arange(len(rows)), last])
         return out.view(len(frames), len(splits))
