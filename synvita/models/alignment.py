@@ -25,7 +25,7 @@ import torch
 from synvita.data.video import Clip, FrameSampler, read_clip
 from synvita.errors import SynvitaError
 from synvita.models.families import VideoLMM
-from synvita.models.prefix import SharedPrefix, sees_prefix
+from synvita.models.prefix import SharedPrefix, positions_after, sees_prefix
 from synvita.text.lcs import caption_keep_token_mask
 from synvita.text.prompts import ENTAIL_QUESTION
 
@@ -55,7 +55,7 @@ class VisionCache:
     def positions_after(self, seen: int, length: int) -> torch.Tensor:
         """Positions of `length` tokens that follow the first `seen` prefix tokens: the prefix ends
         with text, so they count on from the last seen position (also under M-RoPE)."""
-        return self.positions[..., seen - 1].unsqueeze(-1) + 1 + torch.arange(length, device=self.positions.device)
+        return positions_after(self.positions[..., seen - 1], length)
 
 
 @dataclass

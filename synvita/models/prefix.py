@@ -35,3 +35,9 @@ def sees_prefix(valid: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
     """Which prefix slots a continuation token may attend: the prefix's real tokens (`valid`, (..., P))
     among the first `seen` (per token or per row; broadcast against the last axis)."""
     return valid.bool() & (torch.arange(valid.shape[-1], device=valid.device) < seen[..., None])
+
+
+def positions_after(last: torch.Tensor, length: int) -> torch.Tensor:
+    """Positions of `length` tokens that continue a prefix whose last seen token sits at `last`
+    (any shape: one per row, or per M-RoPE axis and row), counting on by one; shape (*last.shape, length)."""
+    return last.unsqueeze(-1) + 1 + torch.arange(length, device=last.device)

@@ -20,7 +20,7 @@ import torch
 
 from synvita.errors import SynvitaError
 from synvita.models.families import FamilyError, yes_no_token_ids
-from synvita.models.prefix import SharedPrefix, sees_prefix
+from synvita.models.prefix import SharedPrefix, positions_after, sees_prefix
 from synvita.registry import Registry
 from synvita.text.prompts import VQA_QUESTION
 
@@ -119,7 +119,7 @@ class HFMember:
         """Positions of tails that follow `start` prefix tokens (one per row). M-RoPE members (Qwen2-VL)
         number text after the image from the prefix's offset (`rope_deltas`, one per frame, set by the
         prefix pass), which transformers' own continuation would not: the positions are given."""
-        steps = start.unsqueeze(-1) + torch.arange(length, device=self.model.device)
+        steps = positions_after(start - 1, length)
         deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
         if deltas is None:
             return steps
