@@ -15,6 +15,8 @@ Differences from the authors' code that do not change the function: attention ru
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -109,11 +111,12 @@ class VisionMLP(nn.Module):
 class VisionEncoderLayer(nn.Module):
     def __init__(self, config: MplugOwlVideoVisionConfig):
         super().__init__()
+        norm = functools.partial(LayerNormFp32, config.hidden_size, eps=config.layer_norm_eps)
         self.temporal = TemporalAdapter(config)
         self.self_attn = VisionAttention(config)
-        self.input_layernorm = LayerNormFp32(config.hidden_size, eps=config.layer_norm_eps)
+        self.input_layernorm = norm()
         self.mlp = VisionMLP(config)
-        self.post_attention_layernorm = LayerNormFp32(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_attention_layernorm = norm()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, N, D) -> (B, T, N, D)."""
