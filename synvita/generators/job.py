@@ -35,10 +35,6 @@ from synvita.jobs import (
 )
 from synvita.utils import path_within, stable_seed
 
-# Modules that register backends of their own into BACKENDS when imported.
-BUILTIN_PLUGINS = ("synvita.toyworld.generator",)
-
-
 @dataclasses.dataclass
 class GenerateConfig:
     output_dir: Path
@@ -132,13 +128,6 @@ def get_backend(cfg: GenerateConfig):
 
     for module in cfg.plugins:
         importlib.import_module(module)
-    if cfg.backend not in BACKENDS:
-        for module in BUILTIN_PLUGINS:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as err:
-                if err.name != module:  # a plugin that is there but broken must say so
-                    raise
     return BACKENDS.get(cfg.backend).from_settings(dict(cfg.settings))
 
 

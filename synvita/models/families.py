@@ -7,8 +7,13 @@ these fields, so adding a family touches nothing else. A checkpoint's family is 
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -24,6 +29,8 @@ LORA_PRESETS = {
     "attention": r"self_attn\.(q_proj|k_proj|v_proj|o_proj)",
 }
 ANSWER_WORDS = ("Yes", "No")
+
+log = logging.getLogger(__name__)
 
 
 class FamilyError(SynvitaError):
@@ -49,7 +56,7 @@ class ModelFamily:
     fallback_prompt: str = "USER: {video}\n{question} ASSISTANT:"
     hub_examples: tuple[str, ...] = field(default=())
     # Published checkpoints in another layout (their config.model_type) and "module:function(source_dir,
-    # out_dir)" converting one into a folder this family loads (synvita.models.convert).
+    # out_dir)" converting one into a folder this family loads (`converted_checkpoint`).
     converts_from: tuple[str, ...] = ()
     converter: str | None = None
     # The frames the checkpoint was trained on: what `synvita entail` and `evaluate` sample unless told.
@@ -154,6 +161,57 @@ def trained_sampler(name_or_path: str, kind: str | None = None, num_frames: int 
     if kind == "fps":
         return FrameSampler("fps", fps=fps)
     return FrameSampler(kind, num_frames=num_frames or trained.num_frames)
+
+
+# ---- checkpoints a family converts on load (`synvita convert` runs this beforehand) ----
+
+def _family_converting(model_type: str | None) -> ModelFamily | None:
+    return next((FAMILIES.get(n) for n in FAMILIES if model_type in FAMILIES.get(n).converts_from), None)
+
+
+def convert_checkpoint(source: str, out: str | Path) -> Path:
+    """Convert the checkpoint `source` (folder or hub id) into `out`; complete or not there at all."""
+    model_type = checkpoint_model_type(source)
+    family = _family_converting(model_type)
+    if family is None:
+        raise FamilyError(f"{source}: no family converts checkpoints of model_type {model_type!r}")
+    folder = Path(source)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(source, allow_patterns=["*.json", "*.model", "*.bin", "*.safetensors"]))
+    out = Path(out)
+    # Per process, so that processes converting at once (a multi-GPU launch) do not write into each other.
+    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    module, function = family.converter.split(":")
+    getattr(importlib.import_module(module), function)(folder, partial)
+    try:
+        partial.rename(out)
+    except OSError:
+        if not (out / "config.json").is_file():
+            raise
+        shutil.rmtree(partial)  # another process finished first
+    return out
+
+
+def cache_path(name_or_path: str) -> Path:
+    """Where `load_video_lmm` keeps the converted copy of `name_or_path`."""
+    cache = Path(os.environ.get("SYNVITA_CACHE", "~/.cache/synvita")).expanduser() / "converted"
+    source = str(Path(name_or_path).resolve()) if Path(name_or_path).is_dir() else name_or_path
+    return cache / re.sub(r"[^\w.-]+", "--", source).strip("-")
+
+
+def converted_checkpoint(name_or_path: str) -> str:
+    """`name_or_path`, or for a checkpoint a family converts, its converted copy (made on first use)."""
+    if _family_converting(checkpoint_model_type(name_or_path)) is None:
+        return name_or_path
+    out = cache_path(name_or_path)
+    if not (out / "config.json").is_file():
+        log.warning("%s needs a one-time conversion (pickled weights to safetensors, our config and processor) "
+                    "into %s", name_or_path, out)
+        convert_checkpoint(name_or_path, out)
+    return str(out)
 
 
 def answer_token_ids(tokenizer, word: str) -> list[int]:
@@ -293,8 +351,6 @@ def load_processor_side(name_or_path: str, *, trust_remote_code: bool = False, v
     from transformers import AutoConfig, AutoProcessor
 
     import synvita.models.mplug_owl  # noqa: F401  (registers the mPLUG-Owl classes with the Auto classes)
-    from synvita.models.convert import converted_checkpoint
-
     name_or_path = converted_checkpoint(str(name_or_path))
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     family = family_for_model_type(config.model_type)

@@ -119,7 +119,8 @@ def _yaml(path: Path, data: dict) -> Path:
 def generate(run: Path) -> None:
     for profile in PROFILES:
         cfg = _yaml(run / "configs" / f"generate_{profile}.yaml", {
-            "backend": "toy", "generator": profile, "input": run / "triplets.jsonl", "output_dir": run,
+            "backend": "toy", "plugins": ["synvita.toyworld.generator"], "generator": profile,
+            "input": run / "triplets.jsonl", "output_dir": run,
             "settings": {"profile": profile, "frames": FRAMES, "size": SIZE,
                          "ground_truth": str(run / "toy" / "ground_truth.jsonl")}})
         _synvita("generate", "--config", cfg)
