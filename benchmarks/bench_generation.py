@@ -33,7 +33,7 @@ from synvita.data.records import SyntheticClip, read_manifest
 from synvita.data.video import FrameSampler, read_video
 from synvita.generators import job
 from synvita.generators.backends import to_uint8
-from synvita.generators.tiny_pipelines import materialize
+from synvita.tiny import materialize
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "generation" / "configs" / "tiny_cogvideox.yaml"

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from synvita.models.alignment import AlignmentScorer
 from synvita.models.families import load_video_lmm
-from synvita.models.tiny import build_tiny
+from synvita.tiny import build_tiny
 
 WORDS = ("the person slowly pushes a red ball from left to right before picking up two blue cups "
          "while the dog runs across the green field and jumps over a small wooden box").split()

@@ -27,7 +27,7 @@ import torch
 
 from synvita.data.records import Triplet
 from synvita.models.alignment import AlignmentScorer
-from synvita.models.tiny import build_tiny
+from synvita.tiny import build_tiny
 from synvita.training.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from synvita.training.data import Example
 from synvita.training.loop import Objective, _build_model

@@ -2,7 +2,8 @@
 
 Each stage module exposes `add_arguments(parser)` and `run(args) -> int`; it is imported only when
 its command runs, so `synvita --help` answers at once. `main(argv)` takes its arguments as a list
-(the demo and tests call stages this way); only the console script's `main()` reads `sys.argv`.
+(tests call stages this way); only the console script's `main()` reads `sys.argv`. The demo, itself
+a command here, runs the stages' modules on argument lists too, without importing this table back.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ STAGES = [
     ("entail", "synvita.models.entail", "print f(V,t) = P(Yes)/(P(Yes)+P(No)) for a video and texts"),
     ("data", "synvita.data.download", "fetch benchmark annotation files (needs a network)"),
     ("convert", "synvita.models.convert", "convert a published checkpoint that needs remote code (mPLUG-Owl)"),
-    ("tiny", "synvita.models.tiny", "build a tiny random-weight model or pipeline into a folder"),
+    ("tiny", "synvita.tiny", "build a tiny random-weight model or pipeline into a folder"),
     ("configs", "synvita.configs", "list the shipped configs or copy one to edit it"),
     ("world", "synvita.toyworld.files", "write toy-world triplets and benchmark files (real-style videos, no model)"),
     ("doctor", "synvita.models.doctor", "check a checkpoint's prompt, tokens and positions before a long job"),

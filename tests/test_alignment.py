@@ -9,7 +9,8 @@ import torch
 
 from synvita.models.alignment import AlignmentScorer, VideoTokenMismatchError
 from synvita.models.families import load_video_lmm
-from synvita.models.tiny import TINY_KINDS, build_tiny
+from synvita.tiny import build_tiny
+from synvita.tiny.lmms import TINY_KINDS
 
 TEXTS = ["a man opens a door", "the dog runs to the left", "a cat", "two people dance before the red car"]
 TOL = 1e-4

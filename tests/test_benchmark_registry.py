@@ -49,7 +49,7 @@ def test_a_benchmark_registered_in_a_test_file_is_evaluated_end_to_end(registere
     from synvita.data.video import FrameSampler, read_video, write_video
     from synvita.models.alignment import AlignmentScorer
     from synvita.models.families import load_video_lmm
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
 
     rng = np.random.default_rng(0)
     for clip in ("a.mp4", "b.mp4"):

@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synvita.scoring.members import MemberError, MemberSpec, load_member
-from synvita.scoring.tiny_members import build_clip_flant5
+from synvita.scoring.errors import MemberError
+from synvita.scoring.members import MemberSpec, load_member
+from synvita.tiny.members import build_clip_flant5
 
 TEXTS = ["a man is holding two large dumbbells", "a dog", "the red ball rolls left then right"]
 # The reference's chat prompt (t2v_metrics' "t5_chat" style), written out here independently.
@@ -40,7 +41,7 @@ def frames():
 
 
 def test_state_dict_matches_published_xxl(shared_data):
-    from synvita.scoring.clip_flant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
+    from synvita.models.clip_flant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
 
     reference = json.loads((shared_data / "reference" / "clip_flant5_xxl.state_dict.json").read_text())
     text = next(v for k, v in reference["_source"]["config"].items() if k.startswith("text"))

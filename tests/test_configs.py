@@ -116,7 +116,7 @@ def test_validate_names_a_missing_real_video(run_files, tmp_path, capsys):
 def test_from_an_installed_wheel(run_files, tmp_path):
     """Build the wheel from this checkout, install it (without dependencies: they are this venv's) into
     a folder, and use it from a folder with no checkout in sight."""
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
 
     src = tmp_path / "src"
     for name in ("synvita", "recipes", "generation", "eval"):

@@ -11,7 +11,8 @@ import pytest
 
 from synvita.cli import main as cli_main
 from synvita.data.video import Clip
-from synvita.models.tiny import TINY_KINDS, build_tiny
+from synvita.tiny import build_tiny
+from synvita.tiny.lmms import TINY_KINDS
 
 CLIP = ["--frames", "4", "--height", "40", "--width", "48", "--seconds", "2"]
 

@@ -12,7 +12,8 @@ from transformers import PreTrainedTokenizerFast
 from synvita.models.families import (
     FAMILIES, FamilyError, answer_token_ids, family_for_model_type, load_video_lmm, quantization_config,
 )
-from synvita.models.tiny import TINY_KINDS, build_tiny
+from synvita.tiny import build_tiny
+from synvita.tiny.lmms import TINY_KINDS
 
 QUESTION = 'Does this video entail the description: "{text}"?'
 

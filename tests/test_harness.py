@@ -178,7 +178,7 @@ def write_atp(root: Path, questions) -> Path:
 @pytest.fixture(scope="module")
 def tiny_atp(tmp_path_factory):
     """A tiny model, three generated clips under NExT-QA's folder layout, and ATP-Hard files for them."""
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("atp")
     model = build_tiny("qwen2-vl", root / "model", seed=0)
@@ -375,7 +375,7 @@ def many_atp(tmp_path_factory):
     """24 questions (120 pairs), enough for a kill to land mid-run, and the one-process reference run."""
     import subprocess
 
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("many")
     model = build_tiny("qwen2-vl", root / "model", seed=0)

@@ -9,10 +9,11 @@ import torch
 
 from synvita.models.families import FamilyError, answer_token_ids
 from synvita.scoring.ensemble import ensemble_mean
+from synvita.scoring.errors import MemberError
 from synvita.scoring.members import (
-    MEMBERS, MemberError, MemberSpec, load_member,
+    MEMBERS, MemberSpec, load_member,
 )
-from synvita.scoring.tiny_members import TINY_MEMBERS
+from synvita.tiny.members import TINY_MEMBERS
 from synvita.text.prompts import VQA_QUESTION
 
 EXPECTED = {

@@ -13,7 +13,7 @@ import torch
 
 from synvita.data.video import FrameSampler
 from synvita.models.mplug_owl import MplugOwlVideoConfig, MplugOwlVideoForConditionalGeneration
-from synvita.models.tiny import build_tiny
+from synvita.tiny import build_tiny
 
 # VideoCon's src/prepare_data_for_inference.py prompt, written out by hand.
 VIDEOCON_PROMPT = ("The following is a conversation between a curious human and AI assistant. The assistant gives "
@@ -253,7 +253,7 @@ def _published_folder(folder: Path, seed: int = 0):
 
     import sentencepiece as spm
 
-    from synvita.models.tiny import _CORPUS
+    from synvita.tiny.lmms import _CORPUS
 
     folder.mkdir(parents=True)
     lines = [line for line in _CORPUS.splitlines() if line.strip()] + ["Yes No yes no"] * 20 + [VIDEOCON_PROMPT] * 5

@@ -19,7 +19,7 @@ from training_data import make_run
 def trained(tmp_path_factory):
     from accelerate.state import AcceleratorState
 
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
     from synvita.toyworld.benchmarks import llm_entailment
 
     root = tmp_path_factory.mktemp("push")

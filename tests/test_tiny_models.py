@@ -8,7 +8,8 @@ import torch
 import transformers as tf
 
 from synvita.cli import main as cli_main
-from synvita.models.tiny import TINY_KINDS, build_tiny
+from synvita.tiny import build_tiny
+from synvita.tiny.lmms import TINY_KINDS
 
 EXPECTED = {
     "video-llava": ("VideoLlavaForConditionalGeneration", "VideoLlavaProcessor"),
@@ -63,12 +64,13 @@ def test_tiny_cli_builds_and_rejects_unknown_kinds(tmp_path, capsys):
 
 
 def test_tiny_dispatches_to_the_pipeline_and_member_tables(tmp_path, capsys):
-    from synvita.generators.tiny_pipelines import TINY_PIPELINES
-    from synvita.models.tiny import _other_builders
-    from synvita.scoring.tiny_members import TINY_MEMBERS
+    from synvita.tiny import TINY
+    from synvita.tiny.members import TINY_MEMBERS
+    from synvita.tiny.pipelines import TINY_PIPELINES
 
-    others = _other_builders()
-    assert set(TINY_PIPELINES) | set(TINY_MEMBERS) == set(others) and not set(others) & set(TINY_KINDS)
+    others = set(TINY.names()) - set(TINY_KINDS)
+    assert set(TINY_PIPELINES) | set(TINY_MEMBERS) == others and set(TINY_KINDS) <= set(TINY.names())
+    assert len(TINY_PIPELINES) + len(TINY_MEMBERS) + len(TINY_KINDS) == len(TINY.names())  # no kind in two tables
     kind = sorted(TINY_PIPELINES)[0]
     assert cli_main(["tiny", "--kind", kind, "--out", str(tmp_path / kind)]) == 0
     assert capsys.readouterr().out.strip().endswith(kind)

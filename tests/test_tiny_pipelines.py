@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from synvita.generators.tiny_pipelines import TINY_CALL, TINY_PIPELINES, make_tiny_pipeline
+from synvita.tiny.pipelines import TINY_CALL, TINY_PIPELINES, make_tiny_pipeline
 
 
 def _generate(pipe, kind, seed, prompt="a man is holding two large dumbbells"):

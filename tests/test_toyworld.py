@@ -134,7 +134,7 @@ def test_invalid_scene_is_refused():
 @pytest.mark.parametrize("style", ["llama", "qwen"])
 def test_toy_words_are_single_tokens_of_the_tiny_tokenizers(style):
     """Base models learn the toy world from scratch: a word split into letters costs them steps."""
-    from synvita.models.tiny import build_tokenizer
+    from synvita.tiny.lmms import build_tokenizer
 
     tok = build_tokenizer(style)
     words = set()

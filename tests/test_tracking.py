@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("tracking")
     return build_tiny("video-llava", root / "video-llava"), make_run(root / "data", n=4)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from synvita.config import load_config
-from synvita.models.tiny import TINY_KINDS
+from synvita.tiny.lmms import TINY_KINDS
 from synvita.training.config import TrainConfig
 from training_data import make_run
 
@@ -21,7 +21,7 @@ METRIC_KEYS = {"step", "lr", "loss", "loss_real", "loss_syn", "loss_scr", "loss_
 
 @pytest.fixture(scope="session")
 def tiny_setup(tmp_path_factory):
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("training")
     model = build_tiny("video-llava", root / "video-llava")
@@ -293,7 +293,7 @@ def test_sigkill_then_resume_gives_the_same_adapter(tiny_setup, tmp_path):
 
 @pytest.mark.parametrize("kind", [k for k in TINY_KINDS if k != "video-llava"])  # video-llava: the tests above
 def test_every_family_trains(tiny_setup, tmp_path, kind):
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
 
     model = build_tiny(kind, tmp_path / kind)
     # Two steps: warmup makes the first learning rate 0.

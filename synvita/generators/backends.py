@@ -83,7 +83,7 @@ class DiffusersBackend:
         import torch
         import diffusers
 
-        from synvita.generators.tiny_pipelines import materialize
+        from synvita.tiny import materialize
 
         s = self.settings = settings
         if not s["model"]:

@@ -18,16 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synvita.errors import SynvitaError
 from synvita.models.families import FamilyError, yes_no_token_ids
 from synvita.models.prefix import SharedPrefix, positions_after, sees_prefix
 from synvita.registry import Registry
+from synvita.scoring.errors import MemberError
 from synvita.text.prompts import VQA_QUESTION
 
-
-
-class MemberError(SynvitaError):
-    """A member that cannot be built or used; the message names the member and the cause."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +267,7 @@ class MemberSpec:
 
 
 def load_member(spec: MemberSpec, device: str | torch.device = "cpu", cache_dir: str | Path | None = None):
-    from synvita.generators.tiny_pipelines import materialize
+    from synvita.tiny import materialize
 
     kind, model = spec.resolved()
     return MEMBERS.get(kind).load(

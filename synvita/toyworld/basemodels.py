@@ -1,6 +1,6 @@
 """The toy world's base models, trained from scratch and cached by a hash of their settings.
 
-- `off_the_shelf(...)`: a tiny Video-LLaVA (synvita.models.tiny, size "toy") pretrained on real-style
+- `off_the_shelf(...)`: a tiny Video-LLaVA (synvita.tiny.lmms, size "toy") pretrained on real-style
   clips with captioning and entailment against *easy* negatives (another clip's caption). It has
   never seen a hard negative: that is what fine-tuning on VideoCon-style triplets adds.
 - `vqa_members(...)`: tiny image VLMs of the LLaVA-1.5 and Qwen2-VL families trained on single frames
@@ -227,7 +227,7 @@ def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | Non
         return out
     from synvita.models.alignment import AlignmentScorer
     from synvita.models.families import load_video_lmm
-    from synvita.models.tiny import build_tiny
+    from synvita.tiny import build_tiny
 
     build_tiny(settings.kind, out.with_name(out.name + ".init"), seed=settings.seed, size=settings.size)
     lmm = load_video_lmm(str(out.with_name(out.name + ".init")))
@@ -297,7 +297,7 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
     if not todo:
         return paths
     from synvita.scoring.members import MEMBERS, HFMember
-    from synvita.scoring.tiny_members import TINY_MEMBERS
+    from synvita.tiny.members import TINY_MEMBERS
 
     picks = FrameSampler("uniform", 4).indices(np.arange(settings.frames), settings.frames)  # as scoring samples
     frame0 = render(random_scene(0), REAL, 0, settings.frames, settings.clip_size)[0]

@@ -112,8 +112,9 @@ def make_tiny_pipeline(kind: str, seed: int = 0):
     return pipe
 
 
-def _builder(kind: str) -> Callable[[Path, int], Path]:
-    def build(out_dir: Path, seed: int = 0) -> Path:
+def _builder(kind: str) -> Callable[..., Path]:
+    # A pipeline comes in one size; `size` is taken so that every tiny builder is called alike.
+    def build(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
         out_dir = Path(out_dir)
         make_tiny_pipeline(kind, seed).save_pretrained(out_dir)
         return out_dir
@@ -121,7 +122,7 @@ def _builder(kind: str) -> Callable[[Path, int], Path]:
     return build
 
 
-TINY_PIPELINES: dict[str, Callable[[Path, int], Path]] = {kind: _builder(kind) for kind in _MAKERS}
+TINY_PIPELINES: dict[str, Callable[..., Path]] = {kind: _builder(kind) for kind in _MAKERS}
 
 # Call settings that the tiny components can run (sizes must fit their patch and VAE factors).
 TINY_CALL = {
@@ -129,33 +130,3 @@ TINY_CALL = {
     "ltx-video": dict(height=32, width=32, num_frames=9, num_inference_steps=2, max_sequence_length=16),
     "wan": dict(height=16, width=16, num_frames=9, num_inference_steps=2, max_sequence_length=16),
 }
-
-
-def materialize(name_or_path: str, cache_dir: str | Path | None = None) -> str:
-    """`tiny:<kind>` becomes a folder holding that tiny model (built once into `cache_dir`, default
-    ~/.cache/synvita/tiny); any other hub id or path is returned unchanged.
-
-    Concurrent processes may build the same kind: each builds into its own temporary folder and the
-    first rename wins, so a reader never sees a half-written model.
-    """
-    if not name_or_path.startswith("tiny:"):
-        return name_or_path
-    import shutil
-    import tempfile
-
-    from synvita.models.tiny import build_tiny
-
-    kind = name_or_path.removeprefix("tiny:")
-    root = Path(cache_dir or Path.home() / ".cache" / "synvita" / "tiny")
-    final = root / kind
-    if not final.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{kind}."))
-        build_tiny(kind, tmp / "model")
-        try:
-            (tmp / "model").rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)

@@ -5,30 +5,16 @@ processor classes and a small-vocabulary tokenizer trained here on a few sentenc
 its real checkpoint's pipeline (Llama's Metaspace BPE with byte fallback for the Llama/Vicuna
 families, Qwen2's byte-level BPE for the Qwen2 ones), so any text encodes, "Yes"/"No" are single
 tokens, and a caption splits from its prompt as it does with the real vocabulary. `save_pretrained` writes a normal folder that
-`AutoModelForImageTextToText` / `AutoProcessor` load back. Tests use them as fixtures and users
-use `synvita tiny --kind K --out DIR` to smoke-test a set-up.
-
-The same command also builds the tiny text-to-video pipelines (`synvita.generators.tiny_pipelines`)
-and the tiny image VLM members (`synvita.scoring.tiny_members`).
+`AutoModelForImageTextToText` / `AutoProcessor` load back.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 
 TINY_KINDS = ("video-llava", "llava-next-video", "llava-onevision", "qwen2-vl", "qwen2.5-vl", "mplug-owl-video")
 # Kinds whose LLM is LLaMA (and whose tokenizer follows LLaMA's).
 _LLAMA_KINDS = ("video-llava", "llava-next-video", "mplug-owl-video")
-
-# Other rooms' tiny builders: module -> name of its dict `kind -> build(out_dir, seed) -> Path`.
-_OTHER_BUILDERS = {
-    "synvita.generators.tiny_pipelines": "TINY_PIPELINES",
-    "synvita.scoring.tiny_members": "TINY_MEMBERS",
-}
 
 # "tiny" is for tests (2 layers, a handful of video tokens); "small" is the benchmark's
 # tiny-but-realistic model (4 layers, >= 512 video tokens for 8 frames).
@@ -275,7 +261,7 @@ def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
             tokenizer=tok, chat_template=_qwen_chat("<|vision_start|><|video_pad|><|vision_end|>",
                                                     "<|vision_start|><|image_pad|><|vision_end|>"))
     elif kind == "mplug-owl-video":
-        from synvita.models.mplug_owl.tiny import tiny_parts
+        from synvita.tiny.mplug_owl import tiny_parts
 
         config, processor = tiny_parts(tok, text, dims)
     else:
@@ -287,56 +273,3 @@ def build_lmm(kind: str, out_dir: Path, seed: int, size: str) -> Path:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
-
-
-def _other_builders() -> dict:
-    """kind -> build function of the other rooms' tiny tables (imported only when asked for)."""
-    found = {}
-    for module, table in _OTHER_BUILDERS.items():
-        try:
-            found.update(getattr(importlib.import_module(module), table))
-        except ModuleNotFoundError as err:
-            if err.name is None or not module.startswith(err.name):
-                raise
-    return found
-
-
-def build_tiny(kind: str, out_dir: str | Path, seed: int = 0, size: str = "tiny") -> Path:
-    """Build the tiny model or pipeline `kind` into `out_dir` and return that folder."""
-    out_dir = Path(out_dir)
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
-    if kind in TINY_KINDS:
-        return build_lmm(kind, out_dir, seed, size)
-    others = _other_builders()
-    if kind not in others:
-        known = ", ".join([*TINY_KINDS, *sorted(others)])
-        missing = [f"{m}.{t}" for m, t in _OTHER_BUILDERS.items() if importlib.util.find_spec(m) is None]
-        hint = f" ({' and '.join(missing)} not installed yet)" if missing else ""
-        raise KeyError(f"unknown tiny kind {kind!r}; known: {known}{hint}")
-    return Path(others[kind](out_dir, seed))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", required=True,
-                        help=f"video LMMs: {', '.join(TINY_KINDS)}; also the tiny T2V pipelines and VQA members")
-    parser.add_argument("--out", required=True, type=Path, help="folder to write (save_pretrained layout)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny",
-                        help="video LMMs only: 'small' is the 4-layer model with >= 512 video tokens per clip")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        path = build_tiny(args.kind, args.out, seed=args.seed, size=args.size)
-    except KeyError as err:
-        print(f"synvita tiny: {err.args[0]}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    cli = argparse.ArgumentParser(prog="python -m synvita.models.tiny", description=__doc__.splitlines()[0])
-    add_arguments(cli)
-    sys.exit(run(cli.parse_args()))

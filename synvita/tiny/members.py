@@ -3,8 +3,8 @@
 LLaVA-1.5 (`LlavaForConditionalGeneration`), InstructBLIP with a T5 language model and Qwen2-VL (the
 video LMM class, used here on single frames) are each saved with their real processor, so
 `AutoModelForImageTextToText` / `AutoProcessor` load them back like hub checkpoints; CLIP-FlanT5
-(`synvita.scoring.clip_flant5`) is saved with its tokenizer and image processor in the published
-layout. The text tokenizers and chat templates are the ones `synvita.models.tiny` builds for the
+(`synvita.models.clip_flant5`) is saved with its tokenizer and image processor in the published
+layout. The text tokenizers and chat templates are the ones `synvita.tiny.lmms` builds for the
 video LMMs, and the T5 tokenizer is the one of the tiny T2V pipelines, so every tiny model in the
 suite speaks alike.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 # Shared with the tiny video LMMs on purpose (same tokenizers and templates, one place to change).
-from synvita.models.tiny import LLAMA_CHAT_TEMPLATE, SIZES, build_lmm, text_config, build_tokenizer
+from synvita.tiny.lmms import LLAMA_CHAT_TEMPLATE, SIZES, build_lmm, build_tokenizer, text_config
 
 
 def _vision(size: dict) -> dict:
@@ -59,7 +59,7 @@ def build_instructblip(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path
     import torch
     import transformers as tf
 
-    from synvita.generators.tiny_pipelines import WORDS, local_t5_tokenizer
+    from synvita.tiny.pipelines import WORDS, local_t5_tokenizer
 
     num_query = 4
     processor = tf.InstructBlipProcessor(
@@ -88,8 +88,8 @@ def build_clip_flant5(out_dir: Path, seed: int = 0, size: str = "tiny") -> Path:
     import torch
     import transformers as tf
 
-    from synvita.generators.tiny_pipelines import WORDS, local_t5_tokenizer
-    from synvita.scoring.clip_flant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
+    from synvita.tiny.pipelines import WORDS, local_t5_tokenizer
+    from synvita.models.clip_flant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
     from synvita.text.prompts import CLIP_FLANT5_SYSTEM, VQA_QUESTION
 
     dims = SIZES[size]
@@ -121,7 +121,7 @@ def build_qwen2_vl_image(out_dir: Path, seed: int = 0, size: str = "tiny") -> Pa
     return build_lmm("qwen2-vl", Path(out_dir), seed, size)
 
 
-# builder(out_dir, seed, size): `size` is a key of synvita.models.tiny.SIZES
+# builder(out_dir, seed, size): `size` is a key of synvita.tiny.lmms.SIZES
 TINY_MEMBERS: dict[str, Callable[..., Path]] = {
     "llava-1.5": build_llava,
     "instructblip": build_instructblip,
