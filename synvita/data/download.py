@@ -11,7 +11,6 @@ where to put it.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import urllib.error
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from synvita.data.benchmarks import BENCHMARKS, HubDataset
 from synvita.errors import SynvitaError
-from synvita.utils import temp_file
+from synvita.utils import atomic_path
 
 class DownloadError(SynvitaError):
     pass
@@ -51,11 +50,9 @@ def check_header(path: Path, header: tuple[str, ...], source: str) -> None:
 
 def fetch(url: str, dest: Path, header: tuple[str, ...], timeout: float) -> None:
     """Stream `url` into `dest` atomically, then check the CSV header."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
+    with atomic_path(dest) as tmp:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 size = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=size, unit="B", unit_scale=True, desc=dest.name) as bar:
                     while chunk := response.read(1 << 16):
@@ -67,11 +64,7 @@ def fetch(url: str, dest: Path, header: tuple[str, ...], timeout: float) -> None
             reason = getattr(e, "reason", e)
             raise DownloadError(f"{url}: cannot download ({reason}); is there a network? "
                                 f"Fetch it by hand into {dest}") from e
-        check_header(Path(tmp), header, url)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        check_header(tmp, header, url)
 
 
 def fetch_from_hub(dataset: HubDataset, name: str, dest: Path, header: tuple[str, ...], token: str | None,
@@ -98,11 +91,8 @@ def fetch_from_hub(dataset: HubDataset, name: str, dest: Path, header: tuple[str
     except HfHubHTTPError as e:
         raise DownloadError(f"{name}: {e}; {by_hand}") from e
     check_header(Path(cached), header, page)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    shutil.copyfile(cached, tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(cached, tmp)
 
 
 def run(args: argparse.Namespace) -> int:

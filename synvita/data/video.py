@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from synvita.errors import SynvitaError
-from synvita.utils import temp_file
+from synvita.utils import atomic_path
 
 
 class VideoError(SynvitaError):
@@ -197,20 +197,11 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None
         raise ValueError(f"{path}: H.264 needs even width and height, got {width}x{height}")
     if not fps > 0:
         raise ValueError(f"{path}: fps must be > 0, got {fps}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(path.parent, prefix=f".{path.stem}.", suffix=".mp4.tmp")
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            # Near-lossless: scorers and the report judge these pixels.
-            stream.options = {"crf": "12"}
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".mp4.tmp") as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        # Near-lossless: scorers and the report judge these pixels.
+        stream.options = {"crf": "12"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))

@@ -33,7 +33,7 @@ from synvita.jobs import (
     add_job_arguments, job_main, job_overrides, journal_path, parse_shard, process_state, read_journals, split_work,
     worker_summary,
 )
-from synvita.utils import path_within, stable_seed
+from synvita.utils import path_within, stable_seed, stale_temp_files
 
 @dataclasses.dataclass
 class GenerateConfig:
@@ -190,7 +190,7 @@ def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_
         rel = f"clips/{clip_id}.mp4"
         target = path_within(run_dir, rel)  # ids are safe already; this guards every write and delete
         # A temporary file left by a killed writer of this clip (no other worker owns this clip).
-        for stale in target.parent.glob(f".{target.stem}.*.mp4.tmp"):
+        for stale in stale_temp_files(target):
             stale.unlink()
         if clip_is_complete(run_dir, previous.get(clip_id)):
             counts["skipped"] += 1

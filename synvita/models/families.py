@@ -11,7 +11,6 @@ import importlib
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ import torch
 from synvita.data.video import FrameSampler
 from synvita.errors import SynvitaError
 from synvita.registry import Registry
+from synvita.utils import atomic_folder
 
 # Where LoRA goes inside each decoder layer of the LLM. The authors' code (and VideoCon's) adapts
 # every linear layer of the LLM; the thesis text says the attention projections.
@@ -180,19 +180,11 @@ def convert_checkpoint(source: str, out: str | Path) -> Path:
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(source, allow_patterns=["*.json", "*.model", "*.bin", "*.safetensors"]))
-    out = Path(out)
-    # Per process, so that processes converting at once (a multi-GPU launch) do not write into each other.
-    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
     module, function = family.converter.split(":")
-    getattr(importlib.import_module(module), function)(folder, partial)
-    try:
-        partial.rename(out)
-    except OSError:
-        if not (out / "config.json").is_file():
-            raise
-        shutil.rmtree(partial)  # another process finished first
-    return out
+    # Per process, so that processes converting at once (a multi-GPU launch) do not write into each other.
+    with atomic_folder(out) as partial:
+        getattr(importlib.import_module(module), function)(folder, partial)
+    return Path(out)
 
 
 def cache_path(name_or_path: str) -> Path:

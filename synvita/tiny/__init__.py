@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import shutil
-import tempfile
 from pathlib import Path
 
 from synvita.registry import Registry
 from synvita.tiny import lmms, members, pipelines
+from synvita.utils import atomic_folder
 
 # kind -> build(out_dir, seed, size) -> out_dir. `size` (a key of lmms.SIZES) shapes the video LMMs
 # and members; a pipeline comes in one size.
@@ -48,18 +47,10 @@ def materialize(name_or_path: str, cache_dir: str | Path | None = None) -> str:
     if not name_or_path.startswith("tiny:"):
         return name_or_path
     kind = name_or_path.removeprefix("tiny:")
-    root = Path(cache_dir or Path.home() / ".cache" / "synvita" / "tiny")
-    final = root / kind
+    final = Path(cache_dir or Path.home() / ".cache" / "synvita" / "tiny") / kind
     if not final.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{kind}."))
-        build_tiny(kind, tmp / "model")
-        try:
-            (tmp / "model").rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(final) as tmp:
+            build_tiny(kind, tmp)
     return str(final)
 
 

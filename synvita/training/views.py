@@ -24,6 +24,7 @@ from synvita.text.lcs import shared_spans
 from synvita.text.prompts import EXPLAIN_QUESTION
 from synvita.training.data import Example
 from synvita.training.losses import Explanations
+from synvita.utils import atomic_path
 
 REAL_VIEWS = ("rr", "rs", "rp")
 # The label each entailment view is trained to answer (t' views have none).
@@ -63,13 +64,10 @@ class FeatureCache:
     def save(self, video: Path, fps: float | None, cache) -> None:
         from safetensors.torch import save_file
 
-        path = self.path(video, fps)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tensors = {"prefix_ids": cache.prefix_ids, "positions": cache.positions, "features": cache.features}
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-                  metadata={"num_frames": str(cache.num_frames)})
-        os.replace(tmp, path)
+        with atomic_path(self.path(video, fps)) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                      metadata={"num_frames": str(cache.num_frames)})
 
 
 class TripletScorer:
