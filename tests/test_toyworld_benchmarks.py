@@ -75,11 +75,42 @@ def test_base_models_pretrain_on_fresh_training_scenes_only(bench):
 
     from synvita.toyworld.basemodels import _fresh_clips
 
-    drawn = [scene for scene, _ in islice(_fresh_clips("pretrain-0", frames=2, size=16), 300)]
+    drawn = [scene for scene, *_ in islice(_fresh_clips("pretrain-0", frames=2, size=16), 300)]
     assert not any(held_out(s) for s in drawn)
     assert len(set(drawn)) >= 0.95 * len(drawn)
     test_scenes = {parse(c.caption) for c in read_llm_csv(bench / "videocon_llm_entailment.csv", bench)}
     assert not test_scenes & set(drawn)
+
+
+def test_member_minimal_pairs_balance_every_caption_and_differ_in_one_thing():
+    """Each caption a member is asked is a Yes as often as a No, and a minimal pair's two frames
+    are the same drawing of two scenes that differ in one frame-visible thing."""
+    import random
+    from itertools import islice
+
+    from synvita.toyworld.basemodels import STATIC_KINDS, _fresh_clips, _member_questions
+    from synvita.toyworld.negatives import negative
+
+    drawn = list(islice(_fresh_clips("members-test", frames=8, size=32, pick=lambda i: [i % 8]), 8))
+    scene, clip, redraw = drawn[0]
+    assert np.array_equal(redraw(scene), clip)  # a redraw of the same scene is the same picture
+    frames, texts, questions = _member_questions(drawn, random.Random(0), hard_share=1.0)
+    assert len(frames) == len(texts) > len(drawn)  # minimal-pair frames were added
+    answers = defaultdict(Counter)
+    for _, text, yes in questions:
+        answers[text][yes] += 1
+    assert all(c[True] == c[False] for c in answers.values())
+    asked = set(questions)
+    for j in range(len(drawn), len(frames)):
+        other = next(t for f, t, yes in questions if f == j and yes)
+        own = next(t for f, t, yes in questions if f == j and not yes)
+        i = next(f for f, t, yes in questions if f < len(drawn) and t == own and yes)
+        assert (i, other, False) in asked
+        original, _, redraw = drawn[i]
+        assert parse(own) == original
+        hard = {negative(original, k, random.Random(seed)) for k in STATIC_KINDS for seed in range(1000)}
+        assert parse(other) in hard
+        assert np.array_equal(frames[j], redraw(parse(other))[0])
 
 
 def test_split_is_hashed_four_fifths_train_and_one_tenth_each_val_and_test():

@@ -16,6 +16,7 @@ plain next-token loop on the answer and caption tokens: pretraining is not the S
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -42,7 +43,8 @@ from synvita.utils import atomic_write_text
 
 STATIC_KINDS = ("attribute", "object", "count", "relation", "hallucination")  # visible in one frame
 PLAIN = Style("plain")  # members also see flat renderings, as image VLMs see clip art
-VERSION = 3  # bump when the training code changes what a cached model would be
+# bump a kind's version when the training code changes what a cached model of that kind would be
+VERSIONS = {"LmmSettings": 3, "MemberSettings": 4}
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,15 @@ class MemberSettings:
     steps: int = 600
     batch: int = 16  # clips per step, as for LmmSettings
     lr: float = 2e-3
-    hard_share: float = 0.75  # of the No examples: a frame-visible hard negative (else another clip's caption)
+    hard_share: float = 0.5  # of the clips: also drawn as a minimal pair with a frame-visible hard negative
     frames: int = 8
     clip_size: int = 48
     seed: int = 0
 
 
 def settings_key(settings) -> str:
-    blob = json.dumps({"version": VERSION, "type": type(settings).__name__, **dataclasses.asdict(settings)},
-                      sort_keys=True)
+    kind = type(settings).__name__
+    blob = json.dumps({"version": VERSIONS[kind], "type": kind, **dataclasses.asdict(settings)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -147,17 +149,25 @@ def _save(model, processor, out: Path, info: dict) -> Path:
 
 
 def _fresh_clips(tag: str, frames: int, size: int, styles=(REAL,), pick=None):
-    """Endless (scene, clip) pairs of training-side scenes, a new scene at every draw. Trained on a
-    fixed few hundred scenes, the base models memorised them and stayed at chance on held-out ones.
-    `pick(i)`: the frames to render of the i-th clip (default all)."""
+    """Endless (scene, clip, redraw) triples of training-side scenes, a new scene at every draw.
+    Trained on a fixed few hundred scenes, the base models memorised them and stayed at chance on
+    held-out ones. `pick(i)`: the frames to render of the i-th clip (default all). `redraw(other)`
+    renders another scene exactly as this clip was drawn (style, noise, frames): a minimal pair.
+    """
     for i in itertools.count():
         s = random_scene(f"{tag}-{i}")
         if not held_out(s):  # neither validation nor test scenes
-            yield s, render(s, styles[i % len(styles)], i, frames, size, pick and pick(i))
+            redraw = functools.partial(render, style=styles[i % len(styles)], seed=i, frames=frames, size=size,
+                                       pick=pick and pick(i))
+            yield s, redraw(s), redraw
+
+
+def _phrasing(rng: random.Random) -> str:
+    return rng.choice(PHRASINGS) if rng.random() < 0.3 else "then"
 
 
 def _spoken(s, rng: random.Random) -> str:
-    return caption(s, rng.choice(PHRASINGS) if rng.random() < 0.3 else "then")
+    return caption(s, _phrasing(rng))
 
 
 def _describe(head: list[int], tok, text: str, visual: dict, token_types=None) -> _Example:
@@ -243,7 +253,7 @@ def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | Non
     yes, no = _answer_id(tok, "Yes"), _answer_id(tok, "No")
 
     def sample(r: random.Random) -> list[_Example]:
-        clips = [next(stream) for _ in range(settings.batch)]
+        clips = [next(stream)[:2] for _ in range(settings.batch)]
         pixels = lmm.processor.video_processor(videos=[c for _, c in clips], return_tensors="pt")["pixel_values_videos"]
         visual = [{"pixel_values_videos": p[None]} for p in pixels]
         texts = [_spoken(s, r) for s, _ in clips]
@@ -285,6 +295,32 @@ def heldout_aucs(score, frames: int, clip_size: int, kinds=(), n: int = 48) -> d
     return {g: round(roc_auc([1] * len(pos[g]) + [0] * len(neg[g]), [*pos[g], *neg[g]]), 1) for g in pos}
 
 
+def _member_questions(drawn: list, rng: random.Random, hard_share: float):
+    """A member's training step from `drawn` (scene, one-frame clip, redraw) triples: (frames, their
+    captions, questions), a question being (frame index, caption, answer is Yes).
+
+    Clip pairs as for the LMM (`_entailment_pairs`), and minimal pairs: with probability
+    `hard_share` a clip's frame-visible hard negative scene is drawn the same way (`redraw`) and both
+    frames are asked both captions, in one phrasing. Every caption is then a Yes as often as a No,
+    so neither the caption nor the frame alone tells the answer: only grounding the one difference
+    does. With hard captions only ever a No, the members learnt the wording of negatives instead.
+    """
+    frames = [clip[0] for _, clip, _ in drawn]
+    texts = [_spoken(s, rng) for s, _, _ in drawn]
+    questions = []
+    for a, b in _entailment_pairs(len(drawn)):
+        questions += [(a, texts[a], True), (a, texts[b], False), (b, texts[b], True), (b, texts[a], False)]
+    for i, (s, _, redraw) in enumerate(drawn):
+        hard = [n for k in STATIC_KINDS if (n := negative(s, k, rng)) is not None]
+        if hard and rng.random() < hard_share:
+            n, phrasing = rng.choice(hard), _phrasing(rng)
+            own, other, j = caption(s, phrasing), caption(n, phrasing), len(frames)
+            frames.append(redraw(n)[0])
+            texts.append(_spoken(n, rng))
+            questions += [(i, own, True), (i, other, False), (j, other, True), (j, own, False)]
+    return frames, texts, questions
+
+
 def _member_name(kind: str) -> str:
     return {"qwen2-vl-image": "qwen2-vl"}.get(kind, kind)  # builder name -> MEMBERS kind
 
@@ -324,32 +360,24 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
         def types(ids: list[int]) -> list[int] | None:
             return [int(t == image_id) for t in ids] if qwen else None
 
+        def visuals(frames: list[np.ndarray]) -> list[dict]:
+            px = proc.image_processor(images=frames, return_tensors="pt")
+            if not qwen:
+                return [{"pixel_values": px["pixel_values"][i:i + 1]} for i in range(len(frames))]
+            ends = np.cumsum([0] + [int(g.prod()) for g in px["image_grid_thw"]])  # patches of all frames in one tensor
+            return [{"pixel_values": px["pixel_values"][ends[i]:ends[i + 1]],
+                     "image_grid_thw": px["image_grid_thw"][i:i + 1]} for i in range(len(frames))]
+
+        def asked(text: str, answer: int, v: dict) -> _Example:
+            ids = ask + tok(text + ask_post, add_special_tokens=False).input_ids
+            return _answer(ids, answer, v, types(ids))
+
         def sample(r: random.Random) -> list[_Example]:
-            clips = [next(stream) for _ in range(settings.batch)]
-            px = proc.image_processor(images=[c[0] for _, c in clips],
-                                      return_tensors="pt")
-            if qwen:  # patches of all frames in one tensor, split by grid
-                ends = np.cumsum([0] + [int(g.prod()) for g in px["image_grid_thw"]])
-                visual = [{"pixel_values": px["pixel_values"][ends[i]:ends[i + 1]],
-                           "image_grid_thw": px["image_grid_thw"][i:i + 1]} for i in range(len(clips))]
-            else:
-                visual = [{"pixel_values": px["pixel_values"][i:i + 1]} for i in range(len(clips))]
-            texts = [_spoken(s, r) for s, _ in clips]
-            out_ = [_describe(tell, tok, t, v, types(tell)) for t, v in zip(texts, visual)]
-
-            def asked(text: str, answer: int, v: dict) -> _Example:
-                ids = ask + tok(text + ask_post, add_special_tokens=False).input_ids
-                return _answer(ids, answer, v, types(ids))
-
-            def wrong(i: int, other: int) -> str:
-                # half the time a negative that changes what the frame shows, else the partner's caption
-                hard = [n for k in STATIC_KINDS if (n := negative(clips[i][0], k, r)) is not None]
-                return caption(r.choice(hard)) if hard and r.random() < settings.hard_share else texts[other]
-
-            for a, b in _entailment_pairs(settings.batch):
-                out_ += [asked(texts[a], yes, visual[a]), asked(wrong(a, b), no, visual[a]),
-                         asked(texts[b], yes, visual[b]), asked(wrong(b, a), no, visual[b])]
-            return out_
+            frames, texts, questions = _member_questions([next(stream) for _ in range(settings.batch)], r,
+                                                         settings.hard_share)
+            visual = visuals(frames)
+            return ([_describe(tell, tok, t, v, types(tell)) for t, v in zip(texts, visual)]
+                    + [asked(text, yes if answer else no, visual[i]) for i, text, answer in questions])
 
         def check() -> dict:  # per frame, on the frames scoring looks at
             return heldout_aucs(lambda clip, texts: member.p_yes([clip[f] for f in picks], texts),

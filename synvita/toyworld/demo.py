@@ -76,6 +76,9 @@ class Scale:
     train_steps: int
     batch: int = 4
     lr: float = 2e-3
+    # the toy fine-tuning recipe's LoRA (not the 7B recipe's: `synvita.training.config.LoraConfig`)
+    lora: dict = dataclasses.field(default_factory=lambda: {"r": 16, "alpha": 32, "dropout": 0.0,
+                                                            "targets": "attention"})
     seeds: int = 3
     # bootstrap draws: an SE from 40 draws is within about 11 % of the exact one; 200 took over 10
     # minutes on a loaded 2-core machine
@@ -241,8 +244,7 @@ def train(run: Path, base: Path, scale: Scale, row: Row, seed: int) -> Path:
     name = f"{row.slug}-seed{seed}"
     settings = {
         "model": {"name_or_path": base, "gradient_checkpointing": False},
-        # The toy recipe as the README states it (its table ran so): LoRA on the attention projections.
-        "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "targets": "attention"},
+        "lora": scale.lora,
         "data": {"triplets": run / "triplets.jsonl", "clips": run / "clips.jsonl", "weights": run / "weights.jsonl",
                  "split": "train", "frames": {"kind": "uniform", "num_frames": FRAMES}},
         "loss": {"gamma": 0.2, "lambda_scr": 1.0},
