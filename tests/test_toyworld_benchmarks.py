@@ -88,13 +88,14 @@ def test_member_minimal_pairs_balance_every_caption_and_differ_in_one_thing():
     import random
     from itertools import islice
 
-    from synvita.toyworld.basemodels import STATIC_KINDS, _fresh_clips, _member_questions
+    from synvita.toyworld.basemodels import STATIC_KINDS, _fresh_clips, _questions
     from synvita.toyworld.negatives import negative
 
     drawn = list(islice(_fresh_clips("members-test", frames=8, size=32, pick=lambda i: [i % 8]), 8))
     scene, clip, redraw = drawn[0]
     assert np.array_equal(redraw(scene), clip)  # a redraw of the same scene is the same picture
-    frames, texts, questions = _member_questions(drawn, random.Random(0), hard_share=1.0)
+    clips, texts, questions = _questions(drawn, random.Random(0), hard_share=1.0)
+    frames = [c[0] for c in clips]
     assert len(frames) == len(texts) > len(drawn)  # minimal-pair frames were added
     answers = defaultdict(Counter)
     for _, text, yes in questions:

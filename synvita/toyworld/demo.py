@@ -85,7 +85,8 @@ class Scale:
     reps: int = 40
 
 
-FULL = Scale(train_scenes=160, negatives_per_scene=3, bench=dict(n_llm=250, n_human=300, n_atp=400),
+# n_atp: 400 scenes gave 360 questions and an item SE of 2.1; SE 1.5 needs about 730 questions
+FULL = Scale(train_scenes=160, negatives_per_scene=3, bench=dict(n_llm=250, n_human=300, n_atp=820),
              lmm=LmmSettings(), members=MemberSettings(), train_steps=120)
 QUICK = Scale(train_scenes=12, negatives_per_scene=1, bench=dict(n_llm=8, n_human=8, n_atp=8),
               lmm=LmmSettings(steps=12, batch=4), members=MemberSettings(steps=8, batch=4), train_steps=2,
