@@ -114,6 +114,21 @@ def test_member_minimal_pairs_balance_every_caption_and_differ_in_one_thing():
         assert np.array_equal(frames[j], redraw(parse(other))[0])
 
 
+def test_without_minimal_pairs_a_step_is_clip_pairs_and_draws_only_its_captions():
+    """The LMM's steps (no minimal pairs) stay what they were: cached LMMs are keyed by settings."""
+    import random
+    from itertools import islice
+
+    from synvita.toyworld.basemodels import _fresh_clips, _questions, _spoken
+
+    drawn = list(islice(_fresh_clips("pretrain-test", frames=2, size=16), 8))
+    rng, expected = random.Random(3), random.Random(3)
+    clips, texts, questions = _questions(drawn, rng, hard_share=0.0)
+    assert texts == [_spoken(s, expected) for s, *_ in drawn] and len(clips) == len(drawn)
+    assert rng.getstate() == expected.getstate()
+    assert questions[:4] == [(0, texts[0], True), (0, texts[1], False), (1, texts[1], True), (1, texts[0], False)]
+
+
 def test_split_is_hashed_four_fifths_train_and_one_tenth_each_val_and_test():
     """The base models' checks read validation scenes, the benchmarks test scenes: never the same."""
     from synvita.toyworld.grammar import caption

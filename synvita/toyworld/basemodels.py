@@ -298,12 +298,12 @@ def heldout_aucs(score, frames: int, clip_size: int, kinds=(), n: int = 48) -> d
     return {g: round(roc_auc([1] * len(pos[g]) + [0] * len(neg[g]), [*pos[g], *neg[g]]), 1) for g in pos}
 
 
-def _questions(drawn: list, rng: random.Random, hard_share: float, kinds=STATIC_KINDS):
+def _questions(drawn: list, rng: random.Random, hard_share: float):
     """A training step from `drawn` (scene, clip, redraw) triples: (clips, their captions, questions),
     a question being (clip index, caption, answer is Yes).
 
     Clip pairs (`_entailment_pairs`), and minimal pairs: with probability `hard_share` a clip's
-    hard negative scene of one of `kinds` is drawn the same way (`redraw`) and both clips are asked
+    frame-visible hard negative scene (`STATIC_KINDS`) is drawn the same way (`redraw`) and both clips are asked
     both captions, in one phrasing. Every caption is then a Yes as often as a No, so neither the
     caption nor the picture alone tells the answer: only grounding the one difference does. With
     hard captions only ever a No, the members learnt the wording of negatives instead.
@@ -313,8 +313,8 @@ def _questions(drawn: list, rng: random.Random, hard_share: float, kinds=STATIC_
     questions = []
     for a, b in _entailment_pairs(len(drawn)):
         questions += [(a, texts[a], True), (a, texts[b], False), (b, texts[b], True), (b, texts[a], False)]
-    for i, (s, _, redraw) in enumerate(drawn):
-        hard = [n for k in kinds if (n := negative(s, k, rng)) is not None]
+    for i, (s, _, redraw) in enumerate(drawn if hard_share else ()):  # no draws from rng without them
+        hard = [n for k in STATIC_KINDS if (n := negative(s, k, rng)) is not None]
         if hard and rng.random() < hard_share:
             n, phrasing = rng.choice(hard), _phrasing(rng)
             own, other, j = caption(s, phrasing), caption(n, phrasing), len(clips)
