@@ -205,6 +205,11 @@ class WeightRow(_Record):
     weights: dict = field(default_factory=dict)
     unique = "clip_id"
 
+    @property
+    def gap(self) -> float | None:
+        """f̄(V^s,t^s) − f̄(V^s,t^r), unclipped (the Fig. 5.2 statistic); None without a real caption."""
+        return None if self.f_real is None else self.f_target - self.f_real
+
     def check(self):
         _safe_ids(self, "clip_id", parts=2)
         _safe_ids(self, "triplet_id")

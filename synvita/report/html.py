@@ -137,12 +137,12 @@ def _load(path: Path, cls) -> list:
 
 
 def gaps_section(run_dir: Path) -> str:
-    rows = [r for r in _load(run_dir / "weights.jsonl", WeightRow) if r.f_real is not None]  # unpaired: no gap
+    rows = [r for r in _load(run_dir / "weights.jsonl", WeightRow) if r.gap is not None]  # unpaired: no gap
     if not rows:
         return _missing("weights.jsonl")
     groups: dict[tuple[str, str], list[float]] = {}
     for r in rows:
-        groups.setdefault((r.misalignment or "unlabelled", r.generator), []).append(r.f_target - r.f_real)
+        groups.setdefault((r.misalignment or "unlabelled", r.generator), []).append(r.gap)
     gaps = {k: np.array(v) for k, v in sorted(groups.items())}
     table = "".join(
         f"<tr><td>{escape(kind)}</td><td>{escape(gen)}</td><td>{len(g)}</td><td>{_num(g.mean())}</td>"
@@ -191,10 +191,10 @@ def gallery_section(run_dir: Path, max_clips: int, width: int, frames: int) -> s
 
     def value(clip, key):
         w = weights.get(clip.id)
-        if w is None or (key == "gap" and w.f_real is None):
+        if w is None or (key == "gap" and w.gap is None):
             return float("nan")
         if key == "gap":
-            return w.f_target - w.f_real
+            return w.gap
         if key == "f_target":
             return w.f_target
         return float(w.weights.get(key[2:], float("nan")))

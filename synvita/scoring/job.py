@@ -171,11 +171,10 @@ def summarize(records: list[WeightRow]) -> list[dict]:
     """Per misalignment x generator (and 'all'): mean, quartiles, share < 0 of f_target - f_real."""
     groups = defaultdict(list)
     for r in records:
-        if r.f_real is None:
+        if r.gap is None:
             continue
-        d = r.f_target - r.f_real
         for key in ((r.misalignment or "unknown", r.generator), ("all", r.generator), ("all", "all")):
-            groups[key].append(d)
+            groups[key].append(r.gap)
     summary = []
     for (mis, gen), values in sorted(groups.items(), key=lambda kv: (kv[0][0] == "all", kv[0])):
         v = np.asarray(values)

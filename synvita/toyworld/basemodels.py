@@ -39,7 +39,7 @@ from synvita.toyworld.grammar import PHRASINGS, caption
 from synvita.toyworld.negatives import negative
 from synvita.toyworld.render import REAL, Style, render
 from synvita.toyworld.world import random_scene
-from synvita.utils import atomic_write_text
+from synvita.utils import atomic_folder
 
 STATIC_KINDS = ("attribute", "object", "count", "relation", "hallucination")  # visible in one frame
 PLAIN = Style("plain")  # members also see flat renderings, as image VLMs see clip art
@@ -137,14 +137,11 @@ def _fit(model, sample, steps: int, lr: float, seed: int, desc: str, probe=None,
 
 
 def _save(model, processor, out: Path, info: dict) -> Path:
-    """Write to a temporary folder, then rename: a killed build never leaves a half checkpoint."""
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    atomic_write_text(tmp / "toyworld.json", json.dumps(info, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    """A killed build never leaves a half checkpoint (`atomic_folder`)."""
+    with atomic_folder(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "toyworld.json").write_text(json.dumps(info, indent=1))
     return out
 
 

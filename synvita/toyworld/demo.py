@@ -181,7 +181,7 @@ def weight_quality(run: Path, variants=("shuffled",)) -> dict:
     gaps = {}
     for kind in kinds:
         for gen in PROFILES:
-            sel = [(r.f_target - r.f_real, f) for r, f in zip(rows, faithful) if r.misalignment == kind and r.generator == gen]
+            sel = [(r.gap, f) for r, f in zip(rows, faithful) if r.misalignment == kind and r.generator == gen]
             if sel:
                 g = np.array([x for x, _ in sel])
                 gaps.setdefault(kind, {})[gen] = {
