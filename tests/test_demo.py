@@ -91,18 +91,21 @@ def _weights(run: Path) -> list[WeightRow]:
     return rows
 
 
-def test_weight_quality_is_the_auc_against_ground_truth_per_type(tmp_path):
+def test_weight_quality_is_the_auc_against_ground_truth_per_failure_type(tmp_path):
     from synvita.data.records import SyntheticClip
 
     rng = np.random.default_rng(0)
-    kinds = ["object", "flip"] * 20
-    gens = ["toy-sharp", "toy-soft"] * 10 + ["toy-flicker"] * 20
-    faithful = rng.random(40) < 0.6
-    f_t, f_r = rng.random(40), rng.random(40)
+    kinds = ["object", "flip"] * 30
+    gens = ["toy-sharp", "toy-soft"] * 15 + ["toy-flicker"] * 30
+    # each clip: faithful, one failure, or two (one visible in a frame, one not)
+    failures = [[], ["count"], ["flip"], ["count", "flip"], ["relation"]] * 12
+    rng.shuffle(failures)
+    faithful = np.array([not f for f in failures])
+    f_t, f_r = rng.random(60), rng.random(60)
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "ground_truth.jsonl").write_text("".join(
-        json.dumps({"generator": g, "prompt": f"p{i}", "seed": i, "faithful": bool(f)}) + "\n"
-        for i, (g, f) in enumerate(zip(gens, faithful))))
+        json.dumps({"generator": g, "prompt": f"p{i}", "seed": i, "failures": f, "faithful": not f}) + "\n"
+        for i, (g, f) in enumerate(zip(gens, failures))))
     write_manifest(tmp_path / "clips.jsonl", [SyntheticClip(f"c{i}", f"t{i}", f"p{i}", g, i, f"c{i}.mp4", "done")
                                               for i, g in enumerate(gens)])
     write_manifest(tmp_path / "weights.jsonl", [
@@ -110,14 +113,19 @@ def test_weight_quality_is_the_auc_against_ground_truth_per_type(tmp_path):
         for i, (g, k, t, r) in enumerate(zip(gens, kinds, f_t, f_r))])
     q = demo.weight_quality(tmp_path, variants=("shuffled",))
     margin = np.maximum(0, f_t - f_r)
-    flip = np.array(kinds) == "flip"
-    assert q["quality"]["margin"]["overall"] == pytest.approx(100 * roc_auc_score(faithful, margin), abs=0.05)
-    assert q["quality"]["margin"]["flip"] == pytest.approx(100 * roc_auc_score(faithful[flip], margin[flip]), abs=0.05)
-    assert q["quality"]["margin"]["frame-visible"] == pytest.approx(
-        100 * roc_auc_score(faithful[~flip], margin[~flip]), abs=0.05)  # object is visible in a frame, flip is not
+
+    def auc(keep):
+        keep = np.array(keep)
+        return pytest.approx(100 * roc_auc_score(faithful[keep], margin[keep]), abs=0.05)
+
+    assert q["quality"]["margin"]["overall"] == auc([True] * 60)
+    assert q["quality"]["margin"]["flip"] == auc([f in ([], ["flip"]) for f in failures])
+    # count and relation show in a single frame; a clip that also failed the order does not count
+    assert q["quality"]["margin"]["frame-visible"] == auc([f in ([], ["count"], ["relation"]) for f in failures])
+    assert q["quality"]["margin"]["object"] is None  # no clip failed only on the object
     assert q["quality"]["fixed"]["overall"] == 50.0 and "margin (shuffled)" in q["quality"]
-    soft_flip = [i for i in range(40) if kinds[i] == "flip" and gens[i] == "toy-soft"]
-    assert q["gap"]["flip"]["toy-soft"]["n"] == len(soft_flip)
+    soft_flip = [i for i in range(60) if kinds[i] == "flip" and gens[i] == "toy-soft"]
+    assert q["gap"]["flip"]["toy-soft"]["n"] == len(soft_flip)  # the Fig. 5.2 analogue is per triplet type
     assert q["gap"]["flip"]["toy-soft"]["p50"] == pytest.approx(np.median((f_t - f_r)[soft_flip]))
 
 
@@ -180,4 +188,5 @@ def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
     # a second run reuses the cached base models and every stage's files
     again = demo.demo(Path("run"), demo.QUICK, cache=tmp_path / "cache")
     assert again["results"] == summary["results"]
+
 

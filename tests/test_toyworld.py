@@ -143,3 +143,16 @@ def test_toy_words_are_single_tokens_of_the_tiny_tokenizers(style):
             words |= set(caption(random_scene(f"tok-{i}"), phrasing).replace(".", " ").replace(",", " ").split())
     split = sorted(w for w in words if len(tok(" " + w, add_special_tokens=False).input_ids) > 1)
     assert not split, f"toy words split into several tokens: {split}"
+
+
+def test_side_by_side_runs_each_job_in_a_one_thread_process_and_keeps_order():
+    import os
+
+    import torch
+
+    from synvita.toyworld.pool import side_by_side
+
+    out = side_by_side([(os.getpid,), (torch.get_num_threads,), (abs, -3)], processes=2)
+    assert out[0] != os.getpid() and out[1:] == [1, 3]
+    with pytest.raises(ValueError, match="invalid literal"):
+        side_by_side([(abs, -1), (int, "x")], processes=2, desc="jobs")

@@ -37,6 +37,7 @@ from synvita.text.prompts import CAPTION_QUESTION
 from synvita.toyworld.benchmarks import held_out, scenes
 from synvita.toyworld.grammar import PHRASINGS, caption
 from synvita.toyworld.negatives import negative
+from synvita.toyworld.pool import side_by_side
 from synvita.toyworld.render import REAL, Style, render
 from synvita.toyworld.world import random_scene
 from synvita.utils import atomic_folder
@@ -200,28 +201,14 @@ def _built(path: Path) -> bool:
     return (path / "toyworld.json").is_file()
 
 
-def _one_thread_then(fn, *args):
-    torch.set_num_threads(1)
-    return fn(*args)
-
-
 def base_models(lmm: LmmSettings, members: MemberSettings, cache: str | Path | None = None):
-    """(off-the-shelf LMM folder, {member kind: folder}). What is not cached yet is built by two
-    processes, one model at a time each: these small models train nearly as fast on
-    one thread as on two (the LMM: 3.1 steps/s on one thread beside another job), so the jobs take
-    about the time of the longer half instead of the sum."""
+    """(off-the-shelf LMM folder, {member kind: folder}). What is not cached yet is built side by
+    side (`pool.side_by_side`), one model at a time per process."""
     paths = _member_paths(members, cache)
-    todo = [(vqa_members, dataclasses.replace(members, kinds=(k,))) for k in members.kinds
-            if not _built(paths[_member_name(k)])]
-    if not _built(_lmm_path(lmm, cache)):
-        todo.append((off_the_shelf, lmm))
-    if todo:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-
-        with ProcessPoolExecutor(min(2, len(todo)), mp_context=get_context("spawn")) as pool:
-            for job in [pool.submit(_one_thread_then, build, settings, cache) for build, settings in todo]:
-                job.result()
+    todo = [] if _built(_lmm_path(lmm, cache)) else [(off_the_shelf, lmm)]  # the longest job first
+    todo += [(vqa_members, dataclasses.replace(members, kinds=(k,))) for k in members.kinds
+             if not _built(paths[_member_name(k)])]
+    side_by_side([(build, settings, cache) for build, settings in todo])
     return off_the_shelf(lmm, cache), vqa_members(members, cache)
 
 

@@ -33,6 +33,7 @@ from synvita.errors import run_command
 from synvita.toyworld.basemodels import STATIC_KINDS, LmmSettings, MemberSettings, base_models
 from synvita.toyworld.benchmarks import WRITTEN, write_benchmarks, write_triplets
 from synvita.toyworld.generator import PROFILES
+from synvita.toyworld.pool import side_by_side
 from synvita.utils import atomic_write_text
 
 FRAMES, SIZE = 8, 48
@@ -138,14 +139,17 @@ def generate(run: Path) -> None:
 def score(run: Path, members: dict[str, Path]) -> None:
     cfg = _yaml(run / "configs" / "score.yaml", {
         "run_dir": run, "members": [{"name": f"toy-{k}", "kind": k, "model": p} for k, p in members.items()]})
+    # two shards side by side; the whole job then finds every clip scored and only merges them
+    side_by_side([(_synvita, "score", "--config", cfg, "--shard", f"{i}/2") for i in range(2)])
     _synvita("score", "--config", cfg)
 
 
-def _truth(run: Path) -> dict:
+def _failures(run: Path) -> dict:
+    """(generator, prompt, seed) -> the set of failure types the generator made on that clip."""
     out = {}
     for line in (run / "toy" / "ground_truth.jsonl").read_text().splitlines():
         row = json.loads(line)
-        out[row["generator"], row["prompt"], row["seed"]] = row["faithful"]
+        out[row["generator"], row["prompt"], row["seed"]] = frozenset(row["failures"])
     return out
 
 
@@ -159,15 +163,19 @@ def _auc(faithful: list[bool], w: list[float], keep: list[bool]) -> float | None
 
 def weight_quality(run: Path, variants=("shuffled",)) -> dict:
     """Per weighting (and per changed copy of the margin weights): ROC AUC at telling faithful clips
-    from unfaithful ones by the generators' ground truth, overall, on the frame-visible types, and
-    per misalignment type; plus the Fig. 5.2 analogue, f̄(V^s,t^s) − f̄(V^s,t^r) per type x generator."""
+    from unfaithful ones by the generators' ground truth. "overall": every clip; per failure type
+    k: the faithful clips against those whose only failure is k; "frame-visible": the faithful
+    clips against those whose failures all show in a single frame (`STATIC_KINDS`), the ones an
+    ensemble of image VLMs can see. Plus the Fig. 5.2 analogue, f̄(V^s,t^s) − f̄(V^s,t^r) per
+    triplet type x generator."""
     from synvita.data.records import SyntheticClip, WeightRow, read_manifest
     from synvita.weights import clip_weight
 
-    truth = _truth(run)
+    truth = _failures(run)
     clips = {c.id: c for c in read_manifest(run / "clips.jsonl", SyntheticClip) if c.status == "done"}
     rows = read_manifest(run / "weights.jsonl", WeightRow)
-    faithful = [truth[clips[r.clip_id].generator, clips[r.clip_id].caption, clips[r.clip_id].seed] for r in rows]
+    failed = [truth[clips[r.clip_id].generator, clips[r.clip_id].caption, clips[r.clip_id].seed] for r in rows]
+    faithful = [not f for f in failed]
     weightings = {name: [r.weights[name] for r in rows] for name in rows[0].weights}
     for v in variants:
         changed = {r.clip_id: r for r in read_manifest(weight_variant(run, v), WeightRow)}
@@ -176,8 +184,8 @@ def weight_quality(run: Path, variants=("shuffled",)) -> dict:
     quality = {}
     for name, w in weightings.items():
         q = {"overall": _auc(faithful, w, [True] * len(rows)),
-             "frame-visible": _auc(faithful, w, [r.misalignment in STATIC_KINDS for r in rows])}
-        quality[name] = q | {kind: _auc(faithful, w, [r.misalignment == kind for r in rows]) for kind in kinds}
+             "frame-visible": _auc(faithful, w, [f <= set(STATIC_KINDS) for f in failed])}
+        quality[name] = q | {k: _auc(faithful, w, [f <= {k} for f in failed]) for k in MISALIGNMENTS}
     gaps = {}
     for kind in kinds:
         for gen in PROFILES:
@@ -283,6 +291,13 @@ def evaluate(run: Path, base: Path, adapter: Path | None, name: str, benches=WRI
     return scores
 
 
+def train_and_evaluate(run: Path, base: Path, scale: Scale, row: Row, seed: int | None, benches=WRITTEN) -> dict:
+    """`evaluate` of the row trained with `seed` (of the base model itself when seed is None)."""
+    if seed is None:
+        return evaluate(run, base, None, row.slug, benches)
+    return evaluate(run, base, train(run, base, scale, row, seed), f"{row.slug}-seed{seed}", benches)
+
+
 def statistics_of(run: Path, evals: dict, reps: int, against: Row = BASELINE, versus=(SYNVITA,)) -> dict:
     """{"table": row -> benchmark -> Estimate, "paired": "A − B" -> benchmark -> Estimate, "items": sizes}."""
     from synvita.toyworld.stats import paired_difference, replicates, seed_mean
@@ -320,18 +335,19 @@ def format_table(stats: dict, quality: dict | None) -> str:
         lines += ["", f"Paired difference {name} (± SE, items and seeds): " + ", ".join(
             f"{b} {e.mean:+.1f} ± {e.se:.1f}" for b, e in per.items())]
     if quality:
-        kinds = [k for k in MISALIGNMENTS if k in quality["gap"]]
         lines += ["", f"Weight quality over {quality['clips']} synthetic clips "
-                  f"({100 * quality['faithful_share']:.0f}% faithful by ground truth): ROC AUC vs faithfulness",
-                  "", "| weighting | overall | frame-visible | " + " | ".join(kinds) + " |",
-                  "|---" * (len(kinds) + 3) + "|"]
+                  f"({100 * quality['faithful_share']:.0f}% faithful by ground truth): ROC AUC vs faithfulness; "
+                  "per failure type, the faithful clips against those with only that failure",
+                  "", "| weighting | overall | frame-visible | " + " | ".join(MISALIGNMENTS) + " |",
+                  "|---" * (len(MISALIGNMENTS) + 3) + "|"]
         show = lambda x: "–" if x is None else f"{x:.1f}"  # noqa: E731
         for name, q in quality["quality"].items():
             lines.append(f"| {name} | {show(q['overall'])} | {show(q['frame-visible'])} | "
-                         + " | ".join(show(q.get(k)) for k in kinds) + " |")
+                         + " | ".join(show(q.get(k)) for k in MISALIGNMENTS) + " |")
+        kinds = [k for k in MISALIGNMENTS if k in quality["gap"]]
         gens = list(PROFILES)
-        lines += ["", "f̄(V^s,t^s) − f̄(V^s,t^r) (Fig. 5.2 analogue): median [p10, p90], faithful share",
-                  "", "| misalignment | " + " | ".join(gens) + " |", "|---" * (len(gens) + 1) + "|"]
+        lines += ["", "f̄(V^s,t^s) − f̄(V^s,t^r) (Fig. 5.2 analogue) per triplet type: median [p10, p90], faithful share",
+                  "", "| triplet type | " + " | ".join(gens) + " |", "|---" * (len(gens) + 1) + "|"]
         for k in kinds:
             cells = [(lambda g: f"{g['p50']:+.2f} [{g['p10']:+.2f}, {g['p90']:+.2f}] {100 * g['faithful_share']:.0f}%")(
                 quality["gap"][k][gen]) if gen in quality["gap"][k] else "–" for gen in gens]
@@ -384,18 +400,17 @@ def demo(out: Path, scale: Scale, cache: Path | None = None, rows=ROWS, benches=
                 summary["weight_quality"] = weight_quality(out, variants)
     evals: dict[str, list[dict]] = {}
     if "evaluate" not in missing:
-        for row in rows:
-            if row.overrides is None:
-                with stage("evaluation: off-the-shelf"):
-                    evals[row.name] = [evaluate(out, base, None, row.slug, benches)]
-                continue
-            if "train" in missing or (row.overrides.get("data.clips", 1) is not None and not have_weights):
-                continue
-            evals[row.name] = []
-            for seed in range(scale.seeds):
-                with stage(f"training + evaluation: {row.name}"):
-                    adapter = train(out, base, scale, row, seed)
-                    evals[row.name].append(evaluate(out, base, adapter, f"{row.slug}-seed{seed}", benches))
+        def runnable(row: Row) -> bool:  # the base model; a trained row when its stages (and weights) are here
+            return row.overrides is None or ("train" not in missing
+                                             and (row.overrides.get("data.clips", 1) is None or have_weights))
+
+        jobs = [(row, seed) for row in rows if runnable(row)
+                for seed in ([None] if row.overrides is None else range(scale.seeds))]
+        with stage(f"training + evaluation: {len(jobs)} models (rows x seeds), side by side"):
+            results = side_by_side([(train_and_evaluate, out, base, scale, row, seed, benches) for row, seed in jobs],
+                                   desc="demo: rows x seeds")
+        for (row, _), result in zip(jobs, results):
+            evals.setdefault(row.name, []).append(result)
     summary["seconds"] = time.time() - t0
     return finish(out, summary, evals, rows, scale.reps, seconds, stage, report="report" not in missing)
 
