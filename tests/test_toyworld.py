@@ -155,4 +155,14 @@ def test_side_by_side_runs_each_job_in_a_one_thread_process_and_keeps_order():
     out = side_by_side([(os.getpid,), (torch.get_num_threads,), (abs, -3)], processes=2)
     assert out[0] != os.getpid() and out[1:] == [1, 3]
     with pytest.raises(ValueError, match="invalid literal"):
-        side_by_side([(abs, -1), (int, "x")], processes=2, desc="jobs")
+        side_by_side([(abs, -1), (int, "x")], processes=2)
+
+
+def test_side_by_side_sends_the_jobs_standard_error_to_the_log(tmp_path):
+    import warnings
+
+    from synvita.toyworld.pool import side_by_side
+
+    log = tmp_path / "jobs.log"
+    assert side_by_side([(warnings.warn, "from a job")], log=log) == [None]
+    assert "from a job" in log.read_text()

@@ -139,8 +139,6 @@ def generate(run: Path) -> None:
 def score(run: Path, members: dict[str, Path]) -> None:
     cfg = _yaml(run / "configs" / "score.yaml", {
         "run_dir": run, "members": [{"name": f"toy-{k}", "kind": k, "model": p} for k, p in members.items()]})
-    # two shards side by side; the whole job then finds every clip scored and only merges them
-    side_by_side([(_synvita, "score", "--config", cfg, "--shard", f"{i}/2") for i in range(2)])
     _synvita("score", "--config", cfg)
 
 
@@ -408,7 +406,7 @@ def demo(out: Path, scale: Scale, cache: Path | None = None, rows=ROWS, benches=
                 for seed in ([None] if row.overrides is None else range(scale.seeds))]
         with stage(f"training + evaluation: {len(jobs)} models (rows x seeds), side by side"):
             results = side_by_side([(train_and_evaluate, out, base, scale, row, seed, benches) for row, seed in jobs],
-                                   desc="demo: rows x seeds")
+                                   log=out / "demo_jobs.log")
         for (row, _), result in zip(jobs, results):
             evals.setdefault(row.name, []).append(result)
     summary["seconds"] = time.time() - t0

@@ -8,21 +8,27 @@ threads alone (the toy LMM: 3.1 steps/s), so two processes halve the wall time o
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 
-def _one_thread_then(quiet: bool, fn, *args):
+def _start_worker(log: Path | None) -> None:
+    if log is not None:  # the jobs' own progress bars and warnings, which would interleave on screen
+        sys.stderr = open(log, "a", buffering=1, encoding="utf-8")
     import torch
 
     torch.set_num_threads(1)
-    if quiet:  # the parent's bar over whole jobs replaces the workers' interleaved ones
-        os.environ["TQDM_DISABLE"] = "1"
+
+
+def _call(fn, *args):
     return fn(*args)
 
 
-def side_by_side(calls: list[tuple], processes: int | None = None, desc: str | None = None) -> list:
-    """[fn(*args) for (fn, *args) in calls], computed by up to `processes` spawned processes with one
-    torch thread each. With `desc`, a progress bar (with ETA) over the finished jobs replaces the
-    jobs' own bars. The first failure is raised after every job has run."""
+def side_by_side(calls: list[tuple], processes: int | None = None, log: Path | None = None) -> list:
+    """[fn(*args) for (fn, *args) in calls], computed by up to `processes` (default: one per CPU core)
+    spawned processes with one torch thread each. With `log`, the jobs' standard error goes to that
+    file and one progress bar (with ETA) over the finished jobs shows instead. The first failure is
+    raised (with the job's traceback) after every job has run."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
@@ -30,8 +36,9 @@ def side_by_side(calls: list[tuple], processes: int | None = None, desc: str | N
 
     if not calls:
         return []
-    with ProcessPoolExecutor(min(processes or os.cpu_count() or 1, len(calls)), mp_context=get_context("spawn")) as pool:
-        jobs = [pool.submit(_one_thread_then, desc is not None, *call) for call in calls]
-        for _ in tqdm(as_completed(jobs), total=len(jobs), desc=desc, unit="job", disable=desc is None):
+    with ProcessPoolExecutor(min(processes or os.cpu_count() or 1, len(calls)), mp_context=get_context("spawn"),
+                             initializer=_start_worker, initargs=(log,)) as pool:
+        jobs = [pool.submit(_call, *call) for call in calls]
+        for _ in tqdm(as_completed(jobs), total=len(jobs), desc="jobs", unit="job", disable=log is None):
             pass
         return [job.result() for job in jobs]
