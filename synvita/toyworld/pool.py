@@ -28,7 +28,8 @@ def side_by_side(calls: list[tuple], processes: int | None = None, log: Path | N
     """[fn(*args) for (fn, *args) in calls], computed by up to `processes` (default: one per CPU core)
     spawned processes with one torch thread each. With `log`, the jobs' standard error goes to that
     file and one progress bar (with ETA) over the finished jobs shows instead. The first failure is
-    raised (with the job's traceback) after every job has run."""
+    raised (with the job's traceback) after every job has run. Spawned processes import the
+    caller's main module again, so a script calls this (or the demo) under `if __name__ == "__main__":`."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
