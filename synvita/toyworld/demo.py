@@ -1,15 +1,16 @@
-"""`synvita demo [--quick] [--out DIR] [--seeds N]`: the whole SynViTA method on the toy world, on CPU.
+"""`synvita demo [--quick] [--check] [--out DIR] [--seeds N]`: the whole SynViTA method on the toy world, on CPU.
 
 world -> negatives (RUN/triplets.jsonl, RUN/benchmarks/) -> generation (the generation job with the
 `toy` backend, one run per generator profile) -> scoring (the score job with the trained tiny VQA
-members) -> weights -> training (the recipe, three configurations x seeds) -> evaluation (the harness
-on the four toy benchmarks) -> report. Every stage is run through its own command, reading and
+members) -> weights -> training (the recipe, five configurations x seeds) and evaluation (the harness
+on the four toy benchmarks), the trained models side by side (pool.py) -> report. Every stage is run through its own command, reading and
 writing the files it would in a real run. A stage whose code is missing from this checkout is named
 as missing and the stages after it that need it are skipped: nothing is made up.
 
-Printed at the end: benchmarks x rows (mean ± std over training seeds), the weight quality (ROC AUC of
-each weighting at telling faithful clips from unfaithful ones, by the generators' ground truth)
-and the mean f̄(V^s,t^s) − f̄(V^s,t^r) per misalignment type.
+Printed at the end: benchmarks x rows (mean ± SE over items and training seeds), the paired
+difference SynViTA − VideoCon-style, the weight quality (ROC AUC of each weighting at telling
+faithful clips from unfaithful ones, by the generators' ground truth, overall and per failure type)
+and f̄(V^s,t^s) − f̄(V^s,t^r) per triplet type and generator.
 """
 
 from __future__ import annotations
@@ -459,7 +460,7 @@ def check(out: Path, cache: Path | None = None, scale: Scale = CHECK) -> list[tu
     claims = [
         ("fine-tuning moves the model: VideoCon-style > off-the-shelf on VideoCon-LLM",
          r[BASELINE.name] > r[BASE.name], f"{r[BASELINE.name]:.1f} vs {r[BASE.name]:.1f}"),
-        ("the margin weights carry information: AUC > 50 on frame-visible types (fixed w is 50)",
+        ("the margin weights carry information: AUC > 50 on frame-visible failures (fixed w is 50)",
          margin > 50, f"{margin:.1f}"),
         ("inverted w ranks faithful clips below unfaithful ones", inverted < 50, f"{inverted:.1f}"),
         ("inverted w trains a worse model than SynViTA on VideoCon-LLM",

@@ -20,10 +20,6 @@ def _start_worker(log: Path | None) -> None:
     torch.set_num_threads(1)
 
 
-def _call(fn, *args):
-    return fn(*args)
-
-
 def side_by_side(calls: list[tuple], processes: int | None = None, log: Path | None = None) -> list:
     """[fn(*args) for (fn, *args) in calls], computed by up to `processes` (default: one per CPU core)
     spawned processes with one torch thread each. With `log`, the jobs' standard error goes to that
@@ -39,7 +35,7 @@ def side_by_side(calls: list[tuple], processes: int | None = None, log: Path | N
         return []
     with ProcessPoolExecutor(min(processes or os.cpu_count() or 1, len(calls)), mp_context=get_context("spawn"),
                              initializer=_start_worker, initargs=(log,)) as pool:
-        jobs = [pool.submit(_call, *call) for call in calls]
+        jobs = [pool.submit(*call) for call in calls]
         for _ in tqdm(as_completed(jobs), total=len(jobs), desc="jobs", unit="job", disable=log is None):
             pass
         return [job.result() for job in jobs]
