@@ -16,6 +16,7 @@ from typing import Literal
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from synvita.errors import SynvitaError
 from synvita.utils import atomic_path
@@ -172,12 +173,15 @@ def read_clip(path: str | os.PathLike, sampler: FrameSampler = FrameSampler()) -
     if not wanted:
         raise VideoError(path, f"sampler {sampler.describe()} selects no frames")
     targets, kept = set(wanted), {}
+    # One converter for the clip: `frame.to_ndarray` sets up a new swscale context for every frame,
+    # which took longer than decoding on small clips (8 ms against 3 for 8 frames of 48x48).
+    rgb = VideoReformatter()
     with _container(path) as (container, stream):
         stream.thread_type = "AUTO"
         # Frames come out of the decoder in presentation order, matching `timeline.times`.
         for index, frame in enumerate(container.decode(stream)):
             if index in targets:
-                kept[index] = frame.to_ndarray(format="rgb24")
+                kept[index] = rgb.reformat(frame, format="rgb24").to_ndarray()
             if len(kept) == len(targets):
                 break
     if len(kept) < len(targets):
