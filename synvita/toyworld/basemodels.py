@@ -203,12 +203,14 @@ def _built(path: Path) -> bool:
 
 def base_models(lmm: LmmSettings, members: MemberSettings, cache: str | Path | None = None):
     """(off-the-shelf LMM folder, {member kind: folder}). What is not cached yet is built side by
-    side (`pool.side_by_side`), one model at a time per process."""
+    side (`pool.side_by_side`), each model in its own process even beyond the cores: with one
+    process per core, the LMM's core sat idle for the last 5 minutes of the two members (1,025 s
+    in all), against 940 s for three processes sharing two cores on the same machine."""
     paths = _member_paths(members, cache)
-    todo = [] if _built(_lmm_path(lmm, cache)) else [(off_the_shelf, lmm)]  # the longest job first
+    todo = [] if _built(_lmm_path(lmm, cache)) else [(off_the_shelf, lmm)]
     todo += [(vqa_members, dataclasses.replace(members, kinds=(k,))) for k in members.kinds
              if not _built(paths[_member_name(k)])]
-    side_by_side([(build, settings, cache) for build, settings in todo])
+    side_by_side([(build, settings, cache) for build, settings in todo], processes=len(todo))
     return off_the_shelf(lmm, cache), vqa_members(members, cache)
 
 
