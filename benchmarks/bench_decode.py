@@ -34,7 +34,7 @@ def per_frame(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
 
 
-def best(fn, paths: list[Path]) -> float:
+def seconds(fn, paths: list[Path]) -> float:
     start = time.perf_counter()
     for p in paths:
         fn(p)
@@ -58,8 +58,8 @@ def main() -> None:
                 raise SystemExit(f"{size}x{size}: read_clip and per-frame to_ndarray decode different pixels")
             ours, theirs = [], []
             for _ in range(args.repeats):
-                ours.append(best(lambda p: read_clip(p, everything), paths))
-                theirs.append(best(per_frame, paths))
+                ours.append(seconds(lambda p: read_clip(p, everything), paths))
+                theirs.append(seconds(per_frame, paths))
             ms = lambda t: 1000 * min(t) / args.clips  # noqa: E731
             print(f"{size}x{size}, {args.frames} frames: read_clip {ms(ours):.2f} ms/clip, per-frame to_ndarray "
                   f"{ms(theirs):.2f} ms/clip; read_clip / per-frame = {min(ours) / min(theirs):.2f}x")
