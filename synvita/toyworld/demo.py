@@ -180,11 +180,14 @@ def weight_quality(run: Path, variants=("shuffled",)) -> dict:
         changed = {r.clip_id: r for r in read_manifest(weight_variant(run, v), WeightRow)}
         weightings[f"margin ({v})"] = [clip_weight(changed[r.clip_id], "margin") for r in rows]
     kinds = sorted({r.misalignment for r in rows})
+    # the clips each AUC compares, the same for every weighting
+    visible = [f <= set(STATIC_KINDS) for f in failed]
+    alone = {k: [f <= {k} for f in failed] for k in MISALIGNMENTS}
     quality = {}
     for name, w in weightings.items():
         q = {"overall": _auc(faithful, w, [True] * len(rows)),
-             "frame-visible": _auc(faithful, w, [f <= set(STATIC_KINDS) for f in failed])}
-        quality[name] = q | {k: _auc(faithful, w, [f <= {k} for f in failed]) for k in MISALIGNMENTS}
+             "frame-visible": _auc(faithful, w, visible)}
+        quality[name] = q | {k: _auc(faithful, w, keep) for k, keep in alone.items()}
     gaps = {}
     for kind in kinds:
         for gen in PROFILES:

@@ -2,7 +2,9 @@
 
 Its models are so small that one thread keeps a core busy: on the 2-core machines the demo is
 sized for, a job trains and scores nearly as fast on one thread beside another job as on two
-threads alone (the toy LMM: 3.1 steps/s), so two processes halve the wall time of a list of jobs.
+threads alone (the toy LMM: 3.1 steps/s), so two processes halve the wall time of a list of
+many similar jobs. A few jobs of unequal length (the three base models) can ask for one process
+each, so that no core waits alone for the longest.
 """
 
 from __future__ import annotations
