@@ -35,6 +35,18 @@ def _frames(run: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(run)): read_video(p, FrameSampler("all")) for p in sorted(run.glob("clips/**/*.mp4"))}
 
 
+def _assert_same_clips(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
+    """The same clips, up to rounding: CPU kernels can round differently in another process (see
+    the multi-process test below), and a pixel off by one can change how H.264 codes a frame. Once in
+    CI a clip of the killed-and-resumed run decoded with one 16x16 frame off by up to 14/255 (about
+    41 dB over the clip). Clips of two different seeds are 9-11 dB apart."""
+    assert got.keys() == ref.keys()
+    for name in got:
+        assert got[name].shape == ref[name].shape, name
+        mse = np.mean((got[name].astype(float) - ref[name].astype(float)) ** 2)
+        assert mse == 0 or 10 * np.log10(255**2 / mse) > 30, f"{name}: PSNR {10 * np.log10(255**2 / mse):.1f} dB"
+
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_cache):
@@ -71,10 +83,7 @@ def test_shards_make_the_same_clips(reference, tiny_cache, tmp_path):
     assert sorted(x for p in parts for x in p) == items
     for shard in ("0/2", "1/2"):
         run_generation(_config(tmp_path, tiny_cache, f"shard={shard}"), show_progress=False)
-    ref_frames, frames = _frames(reference[0]), _frames(tmp_path)
-    assert frames.keys() == ref_frames.keys()
-    for name in frames:
-        np.testing.assert_array_equal(frames[name], ref_frames[name])
+    _assert_same_clips(_frames(tmp_path), _frames(reference[0]))
 
 
 def test_sigkill_then_restart_gives_the_same_clips(reference, tiny_cache, tmp_path):
@@ -97,11 +106,7 @@ def test_sigkill_then_restart_gives_the_same_clips(reference, tiny_cache, tmp_pa
     records = merge_manifest(tmp_path)
     assert len(records) == len({r.id for r in records}) == 8
     assert not list(tmp_path.rglob("*.tmp"))
-    ref = _frames(reference[0])
-    got = _frames(tmp_path)
-    assert got.keys() == ref.keys()
-    for name in got:
-        np.testing.assert_array_equal(got[name], ref[name])
+    _assert_same_clips(_frames(tmp_path), _frames(reference[0]))
 
 
 # An external generator given as a Python entry point: fails on one prompt, makes an odd-sized
@@ -175,10 +180,7 @@ def test_two_processes_make_the_same_clips(tiny_cache, tmp_path):
     assert len(list((tmp_path / "clips.d").glob("*proc*of2.jsonl"))) == 2
     records = read_manifest(tmp_path / "clips.jsonl", SyntheticClip)
     assert len(records) == 8 and all(r.status == "done" for r in records)
-    ref, got = _frames(tmp_path.parent / "one"), _frames(tmp_path)
-    assert got.keys() == ref.keys()
-    for name in got:
-        np.testing.assert_array_equal(got[name], ref[name])
+    _assert_same_clips(_frames(tmp_path), _frames(tmp_path.parent / "one"))
 
 
 def test_backend_settings_and_the_generic_diffusers_backend(tiny_cache):
