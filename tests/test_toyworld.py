@@ -9,8 +9,8 @@ import pytest
 from synvita.data.records import MISALIGNMENTS
 from synvita.toyworld.grammar import PHRASINGS, CaptionError, caption, parse
 from synvita.toyworld.negatives import negative
-from synvita.toyworld.render import REAL, Style, render
-from synvita.toyworld.world import Entity, Event, Scene, random_scene
+from synvita.toyworld.render import REAL, Style, render, shape_patches
+from synvita.toyworld.world import COLOURS, SHAPES, Entity, Event, Scene, random_scene
 
 SCENES = [random_scene(i) for i in range(400)]
 
@@ -110,6 +110,36 @@ def test_render_is_deterministic_and_shows_the_story():
     xs = [np.nonzero(red[f])[1].mean() for f in range(5)]
     assert all(b > a for a, b in zip(xs, xs[1:])), xs  # moving right during the first half
     assert red[0].sum() > 50 and red[-1].sum() == 0  # gone at the end
+
+
+def test_shape_patches_name_the_shape_each_rendered_patch_shows():
+    """Against the pixels: on a flat floor, the share of each patch painted in an entity's colour
+    (in scenes whose entities differ in colour and never fade)."""
+    flat, size, grid = Style("flat"), 48, 4
+    seen = {"shape": 0, "none": 0}
+    for i, s in enumerate(SCENES[:80]):
+        if len({e.colour for e in s.entities}) < len(s.entities) or any(
+                ev.action in ("appear", "vanish") for ev in s.events):
+            continue
+        for f in (0, 5):
+            frame = render(s, flat, seed=i, frames=8, size=size, pick=[f])[0].astype(int)
+            # a pixel at least half inside a shape is nearest its colour, of the floor's and the shapes'
+            nearest = np.argmin([np.abs(frame - c).sum(-1) for c in
+                                 (flat.background, *(COLOURS[e.colour] for e in s.entities))], axis=0)
+            painted = np.zeros((1 + len(SHAPES), size, size))
+            for k, e in enumerate(s.entities):
+                painted[1 + SHAPES.index(e.shape)] += nearest == 1 + k
+            g = size // grid
+            cover = painted.reshape(-1, grid, g, grid, g).mean((2, 4)).reshape(len(painted), -1)
+            labels = shape_patches(s, i, 8, f, size, grid)
+            for p, label in enumerate(labels):
+                if cover[:, p].max() >= 0.2:
+                    assert label == cover[:, p].argmax(), (i, f, p)
+                    seen["shape"] += 1
+                elif cover[:, p].max() <= 0.04:
+                    assert label == 0, (i, f, p)
+                    seen["none"] += 1
+    assert min(seen.values()) > 50, seen
 
 
 def test_real_and_synthetic_styles_differ_in_appearance():

@@ -160,3 +160,28 @@ def test_heldout_checks_pair_each_caption_with_its_own_negatives():
     assert all(split(parse(t[0])) == "val" for t in seen)
     constant = heldout_aucs(lambda clip, texts: np.ones(len(texts)), 2, 16, ("flip",), n=12)
     assert constant == {"easy": 50.0, "hard": 50.0, "flip": 50.0}
+
+
+@pytest.mark.parametrize("kind", ["llava-1.5", "qwen2-vl-image"])
+def test_teaching_shape_trains_then_freezes_the_tower_alone(kind, tmp_path):
+    """`_teach_shape` moves the visual encoder and nothing of the language model, then freezes the
+    tower; the projector and the language model stay trainable for the member's own training."""
+    import torch
+
+    from synvita.scoring.members import MEMBERS
+    from synvita.tiny.members import TINY_MEMBERS
+    from synvita.toyworld.basemodels import PROJECTORS, MemberSettings, _member_name, _teach_shape
+    from synvita.toyworld.render import REAL
+
+    TINY_MEMBERS[kind](tmp_path, 0, "tiny")
+    member = MEMBERS.get(_member_name(kind)).load(kind, str(tmp_path))
+    before = {n: p.detach().clone() for n, p in member.model.named_parameters()}
+    settings = MemberSettings(tower_steps=3, tower_batch=4)
+    accuracy = _teach_shape(member.model, member.processor.image_processor, settings, kind, [0, 7], (REAL,))
+    assert 0 <= accuracy <= 1
+    moved = {n for n, p in member.model.named_parameters() if not torch.equal(p, before[n])}
+    frozen = {n for n, p in member.model.named_parameters() if not p.requires_grad}
+    visual = "model.vision_tower." if kind == "llava-1.5" else "model.visual."
+    assert frozen and all(n.startswith(visual) and not n.startswith(PROJECTORS[kind]) for n in frozen)
+    assert frozen <= moved and any(n.startswith(PROJECTORS[kind]) for n in moved)
+    assert all(n.startswith(visual) or n.startswith(PROJECTORS[kind]) for n in moved)

@@ -38,14 +38,14 @@ from synvita.toyworld.benchmarks import held_out, scenes
 from synvita.toyworld.grammar import PHRASINGS, caption
 from synvita.toyworld.negatives import negative
 from synvita.toyworld.pool import side_by_side
-from synvita.toyworld.render import REAL, Style, render
-from synvita.toyworld.world import random_scene
+from synvita.toyworld.render import REAL, Style, render, shape_patches
+from synvita.toyworld.world import SHAPES, random_scene
 from synvita.utils import atomic_folder
 
 STATIC_KINDS = ("attribute", "object", "count", "relation", "hallucination")  # visible in one frame
 PLAIN = Style("plain")  # members also see flat renderings, as image VLMs see clip art
 # bump a kind's version when the training code changes what a cached model of that kind would be
-VERSIONS = {"LmmSettings": 3, "MemberSettings": 4}
+VERSIONS = {"LmmSettings": 3, "MemberSettings": 5}
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class MemberSettings:
     batch: int = 16  # clips per step, as for LmmSettings
     lr: float = 1e-3  # 2e-3 learnt slower (validation easy 66 vs 79 at step 600)
     hard_share: float = 0.5  # of the clips: also drawn as a minimal pair with a frame-visible hard negative
+    # steps teaching the visual encoder shape directly (`_teach_shape`), which then stays frozen; 0: none
+    tower_steps: int = 1500
+    tower_batch: int = 32  # frames per step
     frames: int = 8
     clip_size: int = 48
     seed: int = 0
@@ -310,6 +313,68 @@ def _questions(drawn: list, rng: random.Random, hard_share: float):
     return clips, texts, questions
 
 
+# each member's projector onto the language model: it stays trainable after `_teach_shape`, as in
+# LLaVA's instruction tuning, where the vision tower alone is frozen
+PROJECTORS = {"llava-1.5": "model.multi_modal_projector.", "qwen2-vl-image": "model.visual.merger."}
+
+
+def _teach_shape(model, image_processor, settings: MemberSettings, kind: str, picks, styles) -> float | None:
+    """Teach a member's visual encoder (what `get_image_features` runs) which shape each of its
+    visual tokens shows (`render.shape_patches`), with a linear head thrown away afterwards, then
+    freeze it but for its projector (`PROJECTORS`). Captions and Yes/No
+    answers alone never taught a member shape, while a tower taught shape directly and frozen let
+    it learn (README, "Where perception fails").
+    Returns the shape accuracy on the tokens that show a shape, over the last 50 steps (None
+    without steps)."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    if not settings.tower_steps:
+        return None
+
+    def frames(rng: random.Random):  # (frame, per-token targets) of new training-side scenes
+        for i in itertools.count():
+            s = random_scene(f"shape-{settings.seed}-{i}")
+            if not held_out(s):
+                f = rng.choice(picks)
+                yield (render(s, styles[i % len(styles)], i, settings.frames, settings.clip_size, pick=[f])[0],
+                       shape_patches(s, i, settings.frames, f, settings.clip_size, grid))
+
+    def tokens(batch) -> torch.Tensor:
+        pixels = image_processor(images=[f for f, _ in batch], return_tensors="pt")
+        return torch.stack(list(model.model.get_image_features(**pixels).pooler_output))
+
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    probe = tokens([(render(random_scene(0), REAL, 0, settings.frames, settings.clip_size)[0], None)])
+    grid = int(round(probe.shape[1] ** 0.5))
+    if grid * grid != probe.shape[1]:
+        raise ValueError(f"{probe.shape[1]} visual tokens per frame do not form a square grid")
+    stream = frames(rng)
+    head = torch.nn.Linear(probe.shape[-1], 1 + len(SHAPES))
+    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=settings.lr, weight_decay=0.01)
+    sched = get_cosine_schedule_with_warmup(opt, max(1, settings.tower_steps // 10), settings.tower_steps)
+    # most tokens show no shape: without down-weighting them the head learnt to answer "none"
+    weight = torch.tensor([0.1] + [1.0] * len(SHAPES))
+    encoder, hits = None, []
+    model.train()
+    for _ in tqdm(range(settings.tower_steps), desc=f"member {kind}: teaching the tower shape", leave=False):
+        batch = [next(stream) for _ in range(settings.tower_batch)]
+        target = torch.tensor(np.stack([t for _, t in batch]))
+        logits = head(tokens(batch))
+        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), weight=weight).backward()
+        encoder = encoder or [p for n, p in model.named_parameters()
+                              if p.grad is not None and not n.startswith(PROJECTORS[kind])]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        shown = target > 0
+        hits.append(((logits.argmax(-1) == target) & shown).sum().item() / max(1, shown.sum().item()))
+    for p in encoder:
+        p.requires_grad_(False)
+    return round(float(np.mean(hits[-50:])), 3)
+
+
 def _member_name(kind: str) -> str:
     return {"qwen2-vl-image": "qwen2-vl"}.get(kind, kind)  # builder name -> MEMBERS kind
 
@@ -342,9 +407,11 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
         tell = (proc(images=[frame0], text=[tell_pre], return_tensors="pt").input_ids[0].tolist()
                 + tok(tell_post, add_special_tokens=False).input_ids)
         yes, no = _answer_id(tok, "Yes"), _answer_id(tok, "No")
+        styles = (REAL, REAL, PLAIN)
+        shape_accuracy = _teach_shape(member.model, proc.image_processor, settings, kind, list(picks), styles)
         frame_rng = random.Random(settings.seed)
         stream = _fresh_clips(f"members-{settings.seed}", settings.frames, settings.clip_size,
-                              styles=(REAL, REAL, PLAIN), pick=lambda i: [frame_rng.choice(list(picks))])
+                              styles=styles, pick=lambda i: [frame_rng.choice(list(picks))])
 
         def types(ids: list[int]) -> list[int] | None:
             return [int(t == image_id) for t in ids] if qwen else None
@@ -376,6 +443,6 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
                       check, probe_every)
         shutil.rmtree(init)
         _save(member.model, proc, out, {"settings": dataclasses.asdict(dataclasses.replace(settings, kinds=(kind,))),
-                                        "kind": kind,
+                                        "kind": kind, "tower_shape_accuracy": shape_accuracy,
                                         "final_loss": float(np.mean(losses[-50:])), "heldout": check()})
     return paths

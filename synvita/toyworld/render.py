@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
-from synvita.toyworld.world import COLOURS, SIZES, Scene
+from synvita.toyworld.world import COLOURS, SHAPES, SIZES, Scene
 
 MOVE_STEP = 0.22  # of the frame side
 SUPERSAMPLE = 2  # anti-aliasing factor
@@ -91,6 +91,46 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndar
     return (dy <= r / 2) & (s3 * dx - dy <= r) & (-s3 * dx - dy <= r)
 
 
+def _shapes(scene: Scene, start: list[tuple[float, float]], t: float, xs: np.ndarray, ys: np.ndarray):
+    """(entity, opacity, body mask, marker mask) of every visible shape at clip time t, in drawing
+    order, on the pixel grid (xs, ys) given in frame units."""
+    for ent, s in zip(scene.entities, _states(scene, t, start)):
+        if s["alpha"] <= 0:
+            continue
+        r = SIZES[ent.size] * s["scale"]
+        c, si = math.cos(s["angle"]), math.sin(s["angle"])
+        for j in range(ent.count):
+            # copies of a group stand side by side, across the scene's main axis
+            off = (j - (ent.count - 1) / 2) * 2.3 * SIZES[ent.size]
+            cx, cy = s["x"] + (off if scene.relation in ("above", "below") else 0), s["y"] - s["lift"]
+            cy += 0 if scene.relation in ("above", "below") else off
+            dx, dy = xs - cx, ys - cy
+            rx, ry = c * dx + si * dy, -si * dx + c * dy  # into the shape's own frame
+            body = _shape_mask(ent.shape, rx, ry, r)
+            yield ent, s["alpha"], body, body & ((rx**2 + (ry + 0.5 * r) ** 2) <= (0.28 * r) ** 2)
+
+
+def shape_patches(scene: Scene, seed: int, frames: int, frame: int, size: int, grid: int,
+                  min_cover: float = 0.12) -> np.ndarray:
+    """(grid * grid,) int: for each patch of a `grid` x `grid` split of frame `frame` of `render(scene,
+    seed=seed, frames=frames, size=size)`, 1 + the index in SHAPES of the shape covering most of it,
+    or 0 when no shape covers `min_cover` of it (a half-faded shape counts as absent). The target
+    that teaches a member's vision tower shape directly (`basemodels.vqa_members`); camera jitter
+    (a pixel at most) is ignored."""
+    if size % grid:
+        raise ValueError(f"a {size}-pixel frame does not split into {grid} x {grid} patches")
+    start = _layout(scene, np.random.default_rng(seed))  # the first draws of `render`'s generator
+    ys, xs = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5) / size
+    owner = np.zeros((size, size), np.int64)
+    for ent, a, body, _ in _shapes(scene, start, frame / max(frames - 1, 1), xs, ys):
+        if a >= 0.5:
+            owner[body] = 1 + SHAPES.index(ent.shape)
+    g = size // grid
+    cover = np.stack([(owner == k).reshape(grid, g, grid, g).mean((1, 3)) for k in range(1 + len(SHAPES))], -1)
+    best = 1 + cover[..., 1:].argmax(-1)
+    return np.where(cover[..., 1:].max(-1) >= min_cover, best, 0).reshape(-1)
+
+
 def _background(style: Style, size: int, rng: np.random.Generator) -> np.ndarray:
     bg = np.broadcast_to(np.array(style.background, np.float32), (size, size, 3)).copy()
     if style.textured:
@@ -118,24 +158,10 @@ def render(scene: Scene, style: Style = REAL, seed: int = 0, frames: int = 12, s
     out = np.empty((len(pick), size, size, 3), np.uint8)
     for o, f in enumerate(pick):
         img = np.repeat(np.repeat(bg, SUPERSAMPLE, 0), SUPERSAMPLE, 1)
-        for ent, s in zip(scene.entities, _states(scene, f / max(frames - 1, 1), start)):
-            if s["alpha"] <= 0:
-                continue
-            r = SIZES[ent.size] * s["scale"]
+        for ent, a, body, mark in _shapes(scene, start, f / max(frames - 1, 1), xs, ys):
             colour = np.array(COLOURS[ent.colour], np.float32)
-            c, si = math.cos(s["angle"]), math.sin(s["angle"])
-            for j in range(ent.count):
-                # copies of a group stand side by side, across the scene's main axis
-                off = (j - (ent.count - 1) / 2) * 2.3 * SIZES[ent.size]
-                cx, cy = s["x"] + (off if scene.relation in ("above", "below") else 0), s["y"] - s["lift"]
-                cy += 0 if scene.relation in ("above", "below") else off
-                dx, dy = xs - cx, ys - cy
-                rx, ry = c * dx + si * dy, -si * dx + c * dy  # into the shape's own frame
-                body = _shape_mask(ent.shape, rx, ry, r)
-                mark = body & ((rx**2 + (ry + 0.5 * r) ** 2) <= (0.28 * r) ** 2)
-                a = s["alpha"]
-                img[body] = (1 - a) * img[body] + a * colour
-                img[mark] = (1 - a) * img[mark] + a * 0.35 * colour
+            img[body] = (1 - a) * img[body] + a * colour
+            img[mark] = (1 - a) * img[mark] + a * 0.35 * colour
         img = img.reshape(hi // SUPERSAMPLE, SUPERSAMPLE, hi // SUPERSAMPLE, SUPERSAMPLE, 3).mean((1, 3))
         ox, oy = rng.integers(-pad, pad + 1, 2) if pad else (0, 0)
         img = img[pad + oy: pad + oy + size, pad + ox: pad + ox + size]
