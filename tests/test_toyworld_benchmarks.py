@@ -170,14 +170,15 @@ def test_teaching_shape_trains_then_freezes_the_tower_alone(kind, tmp_path):
 
     from synvita.scoring.members import MEMBERS
     from synvita.tiny.members import TINY_MEMBERS
-    from synvita.toyworld.basemodels import PROJECTORS, MemberSettings, _member_name, _teach_shape
+    from synvita.toyworld.basemodels import PROJECTORS, MemberSettings, _image_tokens, _member_name, _teach_shape
     from synvita.toyworld.render import REAL
 
     TINY_MEMBERS[kind](tmp_path, 0, "tiny")
     member = MEMBERS.get(_member_name(kind)).load(kind, str(tmp_path))
     before = {n: p.detach().clone() for n, p in member.model.named_parameters()}
     settings = MemberSettings(tower_steps=3, tower_batch=4)
-    accuracy = _teach_shape(member.model, member.processor.image_processor, settings, kind, [0, 7], (REAL,))
+    encode = _image_tokens(member.model, member.processor.image_processor)
+    accuracy = _teach_shape(member.model, encode, settings, kind, [0, 7], (REAL,))
     assert 0 <= accuracy <= 1
     moved = {n for n, p in member.model.named_parameters() if not torch.equal(p, before[n])}
     frozen = {n for n, p in member.model.named_parameters() if not p.requires_grad}

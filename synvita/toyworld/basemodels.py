@@ -313,19 +313,29 @@ def _questions(drawn: list, rng: random.Random, hard_share: float):
     return clips, texts, questions
 
 
-# each member's projector onto the language model: it stays trainable after `_teach_shape`, as in
+# each model's projector onto its language model: it stays trainable after `_teach_shape`, as in
 # LLaVA's instruction tuning, where the vision tower alone is frozen
-PROJECTORS = {"llava-1.5": "model.multi_modal_projector.", "qwen2-vl-image": "model.visual.merger."}
+PROJECTORS = {"video-llava": "model.multi_modal_projector.", "llava-1.5": "model.multi_modal_projector.",
+              "qwen2-vl-image": "model.visual.merger."}
 
 
-def _teach_shape(model, image_processor, settings: MemberSettings, kind: str, picks, styles) -> float | None:
-    """Teach a member's visual encoder (what `get_image_features` runs) which shape each of its
-    visual tokens shows (`render.shape_patches`), with a linear head thrown away afterwards, then
-    freeze it but for its projector (`PROJECTORS`). Captions and Yes/No
-    answers alone never taught a member shape, while a tower taught shape directly and frozen let
-    it learn (README, "Where perception fails").
-    Returns the shape accuracy on the tokens that show a shape, over the last 50 steps (None
-    without steps)."""
+def _image_tokens(model, image_processor):
+    """frames -> (frames, tokens, width): the visual tokens an image VLM's language model reads."""
+    def encode(frames: list[np.ndarray]) -> torch.Tensor:
+        pixels = image_processor(images=frames, return_tensors="pt")
+        return torch.stack(list(model.model.get_image_features(**pixels).pooler_output))
+    return encode
+
+
+def _teach_shape(model, encode, settings, kind: str, picks, styles) -> float | None:
+    """Teach a model's visual encoder which shape each of its visual tokens shows
+    (`render.shape_patches`), with a linear head thrown away afterwards, then freeze it but for
+    its projector (`PROJECTORS`). `encode(frames)`: the (frames, tokens, width) visual tokens the
+    language model reads, a square grid per frame. Captions and Yes/No answers alone never taught
+    a member shape, while a tower taught shape directly and frozen let it learn (README, "Where
+    perception fails"). `settings`: `tower_steps` (none: returns None), `tower_batch` frames per
+    step, `lr`, `seed`, `frames`, `clip_size`. Returns the shape accuracy on the tokens that show a
+    shape, over the last 50 steps."""
     from transformers import get_cosine_schedule_with_warmup
 
     if not settings.tower_steps:
@@ -339,13 +349,9 @@ def _teach_shape(model, image_processor, settings: MemberSettings, kind: str, pi
                 yield (render(s, styles[i % len(styles)], i, settings.frames, settings.clip_size, pick=[f])[0],
                        shape_patches(s, i, settings.frames, f, settings.clip_size, grid))
 
-    def tokens(batch) -> torch.Tensor:
-        pixels = image_processor(images=[f for f, _ in batch], return_tensors="pt")
-        return torch.stack(list(model.model.get_image_features(**pixels).pooler_output))
-
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
-    probe = tokens([(render(random_scene(0), REAL, 0, settings.frames, settings.clip_size)[0], None)])
+    probe = encode([render(random_scene(0), REAL, 0, settings.frames, settings.clip_size)[0]])
     grid = int(round(probe.shape[1] ** 0.5))
     if grid * grid != probe.shape[1]:
         raise ValueError(f"{probe.shape[1]} visual tokens per frame do not form a square grid")
@@ -357,10 +363,10 @@ def _teach_shape(model, image_processor, settings: MemberSettings, kind: str, pi
     weight = torch.tensor([0.1] + [1.0] * len(SHAPES))
     encoder, hits = None, []
     model.train()
-    for _ in tqdm(range(settings.tower_steps), desc=f"member {kind}: teaching the tower shape", leave=False):
+    for _ in tqdm(range(settings.tower_steps), desc=f"{kind}: teaching the tower shape", leave=False):
         batch = [next(stream) for _ in range(settings.tower_batch)]
         target = torch.tensor(np.stack([t for _, t in batch]))
-        logits = head(tokens(batch))
+        logits = head(encode([f for f, _ in batch]))
         F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), weight=weight).backward()
         encoder = encoder or [p for n, p in model.named_parameters()
                               if p.grad is not None and not n.startswith(PROJECTORS[kind])]
@@ -408,7 +414,8 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
                 + tok(tell_post, add_special_tokens=False).input_ids)
         yes, no = _answer_id(tok, "Yes"), _answer_id(tok, "No")
         styles = (REAL, REAL, PLAIN)
-        shape_accuracy = _teach_shape(member.model, proc.image_processor, settings, kind, list(picks), styles)
+        shape_accuracy = _teach_shape(member.model, _image_tokens(member.model, proc.image_processor), settings,
+                                      kind, list(picks), styles)
         frame_rng = random.Random(settings.seed)
         stream = _fresh_clips(f"members-{settings.seed}", settings.frames, settings.clip_size,
                               styles=styles, pick=lambda i: [frame_rng.choice(list(picks))])
