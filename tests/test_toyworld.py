@@ -175,7 +175,7 @@ def test_toy_words_are_single_tokens_of_the_tiny_tokenizers(style):
     assert not split, f"toy words split into several tokens: {split}"
 
 
-def test_side_by_side_runs_each_job_in_a_one_thread_process_and_keeps_order():
+def test_side_by_side_runs_each_job_in_a_new_one_thread_process_and_keeps_order():
     import os
 
     import torch
@@ -184,6 +184,9 @@ def test_side_by_side_runs_each_job_in_a_one_thread_process_and_keeps_order():
 
     out = side_by_side([(os.getpid,), (torch.get_num_threads,), (abs, -3)], processes=2)
     assert out[0] != os.getpid() and out[1:] == [1, 3]
+    # one process at a time, still a new one per job: no job inherits another's state
+    pids = side_by_side([(os.getpid,)] * 3, processes=1)
+    assert len(set(pids)) == 3 and os.getpid() not in pids
     with pytest.raises(ValueError, match="invalid literal"):
         side_by_side([(abs, -1), (int, "x")], processes=2)
 

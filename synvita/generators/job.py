@@ -53,6 +53,9 @@ class GenerateConfig:
     batch_size: int = 1
     shard: str = "0/1"
     plugins: list[str] = dataclasses.field(default_factory=list)  # modules registering extra backends
+    # libx264 quality of the written clips (`write_video`): 12 near-lossless; 0 lossless, the same
+    # pixels on every run (the toy demo), for larger files
+    crf: int = 12
 
     def __post_init__(self):
         if self.clips_per_caption < 1 or self.batch_size < 1:
@@ -153,11 +156,11 @@ def _generate_batch(backend, prompts: list[str], seeds: list[int]) -> tuple[list
     return videos, errors
 
 
-def _write_clip(run_dir: Path, rel: str, frames, fps: float) -> int:
+def _write_clip(run_dir: Path, rel: str, frames, fps: float, crf: int) -> int:
     """Write, then decode the file back: a clip counts as done only if it reads back whole."""
     from synvita.data.video import FrameSampler, read_video, write_video
 
-    write_video(run_dir / rel, frames, fps)
+    write_video(run_dir / rel, frames, fps, crf)
     decoded = len(read_video(run_dir / rel, FrameSampler("all")))
     if decoded != len(frames):
         raise RuntimeError(f"{rel}: wrote {len(frames)} frames but {decoded} decode")
@@ -212,7 +215,7 @@ def run_generation(cfg: GenerateConfig, process: tuple[int, int] = (0, 1), show_
             num_frames = None
             if clip_error is None:
                 try:
-                    num_frames = _write_clip(run_dir, rel, frames, backend.fps)
+                    num_frames = _write_clip(run_dir, rel, frames, backend.fps, cfg.crf)
                 except Exception as err:
                     clip_error = failure_message(err)
             status = "failed" if clip_error else "done"

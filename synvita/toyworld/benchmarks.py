@@ -63,7 +63,8 @@ def scenes(tag: str, n: int, side: str, keep=lambda s: True) -> list[Scene]:
 
 
 def _write_clip(root: Path, rel: str, scene: Scene, frames: int, size: int) -> None:
-    write_video(root / rel, render(scene, REAL, stable_seed("real", rel), frames, size), FPS)
+    # lossless: the same benchmark pixels on every run (`write_video`)
+    write_video(root / rel, render(scene, REAL, stable_seed("real", rel), frames, size), FPS, crf=0)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:

@@ -131,7 +131,7 @@ def generate(run: Path) -> None:
     for profile in PROFILES:
         cfg = _yaml(run / "configs" / f"generate_{profile}.yaml", {
             "backend": "toy", "plugins": ["synvita.toyworld.generator"], "generator": profile,
-            "input": run / "triplets.jsonl", "output_dir": run,
+            "input": run / "triplets.jsonl", "output_dir": run, "crf": 0,
             "settings": {"profile": profile, "frames": FRAMES, "size": SIZE,
                          "ground_truth": str(run / "toy" / "ground_truth.jsonl")}})
         _synvita("generate", "--config", cfg)
