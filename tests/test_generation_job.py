@@ -36,10 +36,10 @@ def _frames(run: Path) -> dict[str, np.ndarray]:
 
 
 def _assert_same_clips(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
-    """The same clips, up to rounding: CPU kernels can round differently in another process (see
-    the multi-process test below), and a pixel off by one can change how H.264 codes a frame. Once in
-    CI a clip of the killed-and-resumed run decoded with one 16x16 frame off by up to 14/255 (about
-    41 dB over the clip). Clips of two different seeds are 9-11 dB apart."""
+    """The same clips, up to H.264: libx264 at crf 12 (the default, as real runs write) can code the
+    same frames differently from one encoding to the next (`write_video`). Once in CI a clip of the
+    killed-and-resumed run decoded with one 16x16 frame off by up to 14/255 (about 41 dB over the
+    clip). Clips of two different seeds are 9-11 dB apart."""
     assert got.keys() == ref.keys()
     for name in got:
         assert got[name].shape == ref[name].shape, name
