@@ -315,8 +315,7 @@ def _questions(drawn: list, rng: random.Random, hard_share: float):
 
 # each model's projector onto its language model: it stays trainable after `_teach_shape`, as in
 # LLaVA's instruction tuning, where the vision tower alone is frozen
-PROJECTORS = {"video-llava": "model.multi_modal_projector.", "llava-1.5": "model.multi_modal_projector.",
-              "qwen2-vl-image": "model.visual.merger."}
+PROJECTORS = {"llava-1.5": "model.multi_modal_projector.", "qwen2-vl-image": "model.visual.merger."}
 
 
 def _image_tokens(model, image_processor):
