@@ -6,7 +6,8 @@
 - `vqa_members(...)`: tiny image VLMs of the LLaVA-1.5 and Qwen2-VL families trained on single frames
   to answer the VQAScore question, against easy negatives and against negatives that change what a
   frame shows (attribute, object, count, relation, hallucination). A frame cannot show order, so
-  the members are blind to event-order flips, like their real counterparts.
+  the members are blind to event-order flips, like their real counterparts. Each member's vision
+  tower is first taught which shape each patch shows, then frozen (`_teach_shape`).
 
 Both draw new scenes at every step (`_fresh_clips`) and spend half their examples on captioning.
 The result is an ordinary checkpoint folder, loaded by path like a hub model. Training here is a
