@@ -91,8 +91,8 @@ class Scale:
 FULL = Scale(train_scenes=160, negatives_per_scene=3, bench=dict(n_llm=250, n_human=300, n_atp=820),
              lmm=LmmSettings(), members=MemberSettings(), train_steps=120)
 QUICK = Scale(train_scenes=12, negatives_per_scene=1, bench=dict(n_llm=8, n_human=8, n_atp=8),
-              lmm=LmmSettings(steps=12, batch=4), members=MemberSettings(steps=8, batch=4, tower_steps=4, tower_batch=4), train_steps=2,
-              seeds=1, reps=20)
+              lmm=LmmSettings(steps=12, batch=4),
+              members=MemberSettings(steps=8, batch=4, tower_steps=4, tower_batch=4), train_steps=2, seeds=1, reps=20)
 # --check: the full base models (one cache with `make demo`), smaller data, one seed.
 CHECK = Scale(train_scenes=100, negatives_per_scene=3, bench=dict(n_llm=150, n_human=8, n_atp=8),
               lmm=LmmSettings(), members=MemberSettings(), train_steps=120, seeds=1)

@@ -24,10 +24,11 @@ def _start_worker(log: Path | None) -> None:
 
 def side_by_side(calls: list[tuple], processes: int | None = None, log: Path | None = None) -> list:
     """[fn(*args) for (fn, *args) in calls], computed by up to `processes` (default: one per CPU core)
-    spawned processes at a time, a new one for each job, with one torch thread each. With `log`, the jobs' standard error goes to that
-    file and one progress bar (with ETA) over the finished jobs shows instead. The first failure is
-    raised (with the job's traceback) after every job has run. Spawned processes import the
-    caller's main module again, so a script calls this (or the demo) under `if __name__ == "__main__":`."""
+    spawned processes at a time, a new one for each job, with one torch thread each. With `log`,
+    the jobs' standard error goes to that file and one progress bar (with ETA) over the finished
+    jobs shows instead. The first failure is raised (with the job's traceback) after every job has
+    run. Spawned processes import the caller's main module again, so a script calls this (or the
+    demo) under `if __name__ == "__main__":`."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
