@@ -142,6 +142,24 @@ def test_shuffled_weights_keep_the_distribution_and_inverted_ones_flip_it(tmp_pa
         demo.weight_variant(tmp_path, "reversed")
 
 
+def test_oracle_weights_are_one_on_the_clips_rendered_faithfully_and_zero_on_the_others(tmp_path):
+    from synvita.data.records import SyntheticClip
+
+    rows = _weights(tmp_path)
+    # clip c2 is rendered by two generators with other failures: each clip is found by its own key
+    truth = [("toy-sharp", "p0", 0, []), ("toy-sharp", "p1", 1, ["flip"]), ("toy-sharp", "p2", 2, []),
+             ("toy-soft", "p2", 2, ["count"]), ("toy-sharp", "p3", 3, ["attribute", "count"])]
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "ground_truth.jsonl").write_text("".join(
+        json.dumps({"generator": g, "prompt": p, "seed": s, "failures": f}) + "\n" for g, p, s, f in truth))
+    write_manifest(tmp_path / "clips.jsonl", [SyntheticClip(f"c{i}", f"t{i}", f"p{i}", "toy-sharp", i, f"c{i}.mp4", "done")
+                                              for i in range(4)])
+    oracle = read_manifest(demo.weight_variant(tmp_path, "oracle"), WeightRow)
+    assert [r.clip_id for r in oracle] == [r.clip_id for r in rows]
+    assert [r.weights["margin"] for r in oracle] == [1.0, 0.0, 1.0, 0.0]
+    assert [r.weights["fixed"] for r in oracle] == [1.0] * 4
+
+
 def test_swapped_labels_train_yes_on_the_real_caption_of_the_synthetic_clip():
     from synvita.training import loop
 

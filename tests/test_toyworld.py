@@ -191,6 +191,29 @@ def test_side_by_side_runs_each_job_in_a_new_one_thread_process_and_keeps_order(
         side_by_side([(abs, -1), (int, "x")], processes=2)
 
 
+def _seed_then_report(seed: int | None) -> tuple[bool, int]:
+    """A job: whether its process had the heavy libraries imported before it ran, and torch's seed
+    (after seeding it, when `seed` is given)."""
+    import sys
+
+    import torch
+
+    loaded = all(name in sys.modules for name in ("transformers", "peft", "accelerate"))
+    if seed is not None:
+        torch.manual_seed(seed)
+    return loaded, torch.initial_seed()
+
+
+def test_side_by_side_starts_every_job_from_the_same_state_with_the_libraries_imported():
+    from synvita.toyworld.pool import side_by_side
+
+    # torch seeds itself at random in a new process: equal seeds mean one starting state, forked
+    reports = side_by_side([(_seed_then_report, 123), (_seed_then_report, None), (_seed_then_report, None)],
+                           processes=1)
+    assert all(ready for ready, _ in reports)
+    assert reports[0][1] == 123 and reports[1][1] == reports[2][1] != 123
+
+
 def test_side_by_side_sends_the_jobs_standard_error_to_the_log(tmp_path):
     import warnings
 

@@ -62,6 +62,12 @@ ROWS = (BASE, BASELINE,
 # `synvita demo --check`: SynViTA broken on purpose; each must come out worse than SYNVITA.
 MUTANTS = (Row("broken: inverted w (1 - margin) + L_scr", "inverted", SYN, weights="inverted"),
            Row("broken: swapped synthetic Yes/No + L_scr", "swapped", SYN, swap_labels=True))
+# `--check`'s power probe: SynViTA with ground-truth weights (w = 1 on the faithful clips, 0 on the
+# others), right and with swapped labels. Their gap is what a label swap can move the numbers by
+# when the weights are as good as weights get: if it is nil, no weighting makes the swap visible.
+ORACLE = Row("reference: oracle w (ground truth) + L_scr", "oracle", SYN, weights="oracle")
+ORACLE_SWAPPED = Row("reference: oracle w, swapped synthetic Yes/No + L_scr", "oracle-swapped", SYN,
+                     weights="oracle", swap_labels=True)
 # The stages the demo runs, by their `synvita` command (synvita.cli lists the same modules; the demo,
 # one of its commands, does not import that table back).
 STAGES = {"generate": "synvita.generators.job", "score": "synvita.scoring.job", "train": "synvita.training.recipe",
@@ -152,6 +158,15 @@ def _failures(run: Path) -> dict:
     return out
 
 
+def _clip_failures(run: Path, rows: list) -> list[frozenset]:
+    """The failure types the generator made on the clip of each weight row in `rows`."""
+    from synvita.data.records import SyntheticClip, read_manifest
+
+    truth = _failures(run)
+    clips = {c.id: c for c in read_manifest(run / "clips.jsonl", SyntheticClip) if c.status == "done"}
+    return [truth[clips[r.clip_id].generator, clips[r.clip_id].caption, clips[r.clip_id].seed] for r in rows]
+
+
 def _auc(faithful: list[bool], w: list[float], keep: list[bool]) -> float | None:
     """AUC (points) of w at telling faithful clips among the kept ones; None without both kinds."""
     from synvita.evaluation.metrics import roc_auc
@@ -167,13 +182,11 @@ def weight_quality(run: Path, variants=("shuffled",)) -> dict:
     clips against those whose failures all show in a single frame (`STATIC_KINDS`), the ones an
     ensemble of image VLMs can see. Plus the Fig. 5.2 analogue, f̄(V^s,t^s) − f̄(V^s,t^r) per
     triplet type x generator."""
-    from synvita.data.records import SyntheticClip, WeightRow, read_manifest
+    from synvita.data.records import WeightRow, read_manifest
     from synvita.weights import clip_weight
 
-    truth = _failures(run)
-    clips = {c.id: c for c in read_manifest(run / "clips.jsonl", SyntheticClip) if c.status == "done"}
     rows = read_manifest(run / "weights.jsonl", WeightRow)
-    failed = [truth[clips[r.clip_id].generator, clips[r.clip_id].caption, clips[r.clip_id].seed] for r in rows]
+    failed = _clip_failures(run, rows)
     faithful = [not f for f in failed]
     weightings = {name: [r.weights[name] for r in rows] for name in rows[0].weights}
     for v in variants:
@@ -206,7 +219,9 @@ def weight_quality(run: Path, variants=("shuffled",)) -> dict:
 def weight_variant(run: Path, variant: str) -> Path:
     """RUN/weights_<variant>.jsonl: the scored weights changed so that the margin weighting gives
     "shuffled": another clip's w (the same distribution, no information about this clip);
-    "inverted": 1 − w (a deliberate break: trusts the clips the ensemble distrusts)."""
+    "inverted": 1 − w (a deliberate break: trusts the clips the ensemble distrusts);
+    "oracle": 1 for a clip its generator rendered faithfully, else 0, from the ground truth no
+    learner reads (a reference: the best any weighting could do)."""
     import random
 
     from synvita.data.records import WeightRow, read_manifest, write_manifest
@@ -221,6 +236,8 @@ def weight_variant(run: Path, variant: str) -> Path:
         random.Random("shuffled-weights").shuffle(scores)
     elif variant == "inverted":  # margin(f_t, f_r) = max(0, f_t − f_r); with f_r = 0 it is f_t = 1 − w
         scores = [(1 - clip_weight(r, "margin"), 0.0) for r in rows]
+    elif variant == "oracle":
+        scores = [(float(not failed), 0.0) for failed in _clip_failures(run, rows)]
     else:
         raise ValueError(f"unknown weight variant {variant!r}")
     changed = [with_weights(dataclasses.replace(r, f_target=t, f_real=f, members={}))
@@ -300,8 +317,9 @@ def train_and_evaluate(run: Path, base: Path, scale: Scale, row: Row, seed: int 
     return evaluate(run, base, train(run, base, scale, row, seed), f"{row.slug}-seed{seed}", benches)
 
 
-def statistics_of(run: Path, evals: dict, reps: int, against: Row = BASELINE, versus=(SYNVITA,)) -> dict:
-    """{"table": row -> benchmark -> Estimate, "paired": "A − B" -> benchmark -> Estimate, "items": sizes}."""
+def statistics_of(run: Path, evals: dict, reps: int, pairs) -> dict:
+    """{"table": row -> benchmark -> Estimate, "paired": "A − B" -> benchmark -> Estimate for each
+    (A, B) of `pairs` that was evaluated, "items": sizes}."""
     from synvita.toyworld.stats import paired_difference, replicates, seed_mean
 
     table, paired, items = {}, {}, {}
@@ -314,7 +332,7 @@ def statistics_of(run: Path, evals: dict, reps: int, against: Row = BASELINE, ve
             cols = [j for j, (r, *_) in enumerate(files) if r == row]
             by_row[row] = ([evals[row][i][bench][0] for i in range(len(cols))], reps_all[:, cols])
             table.setdefault(row, {})[bench] = seed_mean(*by_row[row])
-        for row in versus:
+        for row, against in pairs:
             if row.name in by_row and against.name in by_row:
                 paired.setdefault(f"{row.name} − {against.name}", {})[bench] = paired_difference(
                     *by_row[row.name], *by_row[against.name])
@@ -425,7 +443,8 @@ def finish(out: Path, summary: dict, evals: dict, rows, reps: int, seconds: dict
     stats = None
     if evals:
         with stage("statistics: bootstrap over items, seed spread"):
-            stats = statistics_of(out, evals, reps, versus=[r for r in (SYNVITA, *MUTANTS) if r in rows])
+            stats = statistics_of(out, evals, reps, [(r, BASELINE) for r in (SYNVITA, *MUTANTS)]
+                                  + [(ORACLE_SWAPPED, ORACLE)])
     skipped = [r.name for r in rows if r.name not in evals]
     if report:
         with stage("report"):
@@ -454,8 +473,10 @@ def finish(out: Path, summary: dict, evals: dict, rows, reps: int, seconds: dict
 
 def check(out: Path, cache: Path | None = None, scale: Scale = CHECK) -> list[tuple[str, bool, str]]:
     """The mutation check: a reduced demo whose directions must hold, and two deliberate breaks of
-    SynViTA that must move the numbers the wrong way. Returns (claim, held, numbers)."""
-    rows = (BASE, BASELINE, SYNVITA, *MUTANTS)
+    SynViTA that must move the numbers the wrong way. Returns (claim, held, numbers). Also printed,
+    not a claim: the power probe (`ORACLE`), how far apart right and swapped synthetic labels train
+    the model when the weights are the ground truth."""
+    rows = (BASE, BASELINE, SYNVITA, *MUTANTS, ORACLE, ORACLE_SWAPPED)
     summary = demo(out, scale, cache, rows=rows, benches=("videocon-llm",))
     r = {row: per[0]["videocon-llm"] for row, per in summary["results"].items()}
     q = summary["weight_quality"]["quality"]
@@ -473,6 +494,11 @@ def check(out: Path, cache: Path | None = None, scale: Scale = CHECK) -> list[tu
     ]
     for claim, held, numbers in claims:
         print(f"{'PASS' if held else 'FAIL'}  {claim}  ({numbers})")
+    power = summary["statistics"]["paired"][f"{ORACLE_SWAPPED.name} − {ORACLE.name}"]["videocon-llm"]
+    seen = "can" if abs(power["mean"]) > 2 * power["se"] else "cannot"
+    print(f"POWER  with ground-truth weights, swapped minus right synthetic labels on VideoCon-LLM: "
+          f"{power['mean']:+.1f} ± {power['se']:.1f} ({r[ORACLE_SWAPPED.name]:.1f} vs {r[ORACLE.name]:.1f}): "
+          f"this testbed {seen} tell the synthetic labels apart even with perfect weights (2 SE)")
     return claims
 
 
