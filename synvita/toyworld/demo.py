@@ -143,9 +143,13 @@ def generate(run: Path) -> None:
         _synvita("generate", "--config", cfg)
 
 
-def score(run: Path, members: dict[str, Path]) -> None:
+def score(run: Path, members: dict[str, Path], shards: int = 2) -> None:
+    """The score job in `shards` shards side by side, then once more over them all: every clip is
+    found in the shards' journals, so that run only merges them into the run's weights."""
     cfg = _yaml(run / "configs" / "score.yaml", {
         "run_dir": run, "members": [{"name": f"toy-{k}", "kind": k, "model": p} for k, p in members.items()]})
+    side_by_side([(_synvita, "score", "--config", cfg, "--shard", f"{i}/{shards}") for i in range(shards)],
+                  log=run / "demo_jobs.log")
     _synvita("score", "--config", cfg)
 
 
@@ -323,13 +327,16 @@ def statistics_of(run: Path, evals: dict, reps: int, pairs) -> dict:
     from synvita.toyworld.stats import paired_difference, replicates, seed_mean
 
     table, paired, items = {}, {}, {}
-    benches = {b for per_seed in evals.values() for e in per_seed for b in e}
-    for bench in [b for b in WRITTEN if b in benches]:
-        files = [(row, i, e[bench][1]) for row, per_seed in evals.items() for i, e in enumerate(per_seed)]
-        reps_all = replicates(bench, run / "benchmarks", [f for *_, f in files], BENCHMARKS.get(bench).metric, reps)
+    present = {b for per_seed in evals.values() for e in per_seed for b in e}
+    benches = [b for b in WRITTEN if b in present]
+    files = {b: [(row, i, e[b][1]) for row, per_seed in evals.items() for i, e in enumerate(per_seed)] for b in benches}
+    # the benchmarks' replicates side by side: recomputing the metrics is most of this stage
+    replicated = side_by_side([(replicates, b, run / "benchmarks", [f for *_, f in files[b]], BENCHMARKS.get(b).metric,
+                                reps) for b in benches])
+    for bench, reps_all in zip(benches, replicated):
         by_row = {}
         for row in evals:
-            cols = [j for j, (r, *_) in enumerate(files) if r == row]
+            cols = [j for j, (r, *_) in enumerate(files[bench]) if r == row]
             by_row[row] = ([evals[row][i][bench][0] for i in range(len(cols))], reps_all[:, cols])
             table.setdefault(row, {})[bench] = seed_mean(*by_row[row])
         for row, against in pairs:
