@@ -1,7 +1,7 @@
 """Start-up cost of the toy world's jobs: `side_by_side` (a fork server that has imported the
 libraries) against a new spawned process per job (what it did before).
 
-    python benchmarks/bench_pool.py [--jobs 8] [--processes 2]
+    python benchmarks/bench_pool.py [--jobs 16] [--processes 2]
 
 Each job imports what a demo job (`demo.train_and_evaluate`) imports, the training recipe and the
 evaluation harness, and returns. Both pools start a new process for every job; the fork server's
@@ -32,7 +32,7 @@ def spawned(jobs: int, processes: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=16)  # the demo trains 16 models
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
     start = time.perf_counter()

@@ -146,7 +146,7 @@ def test_oracle_weights_are_one_on_the_clips_rendered_faithfully_and_zero_on_the
     from synvita.data.records import SyntheticClip
 
     rows = _weights(tmp_path)
-    # clip c2 is rendered by two generators with other failures: each clip is found by its own key
+    # prompt p2 with seed 2 went to a second generator, which failed: a clip is found by its own generator
     truth = [("toy-sharp", "p0", 0, []), ("toy-sharp", "p1", 1, ["flip"]), ("toy-sharp", "p2", 2, []),
              ("toy-soft", "p2", 2, ["count"]), ("toy-sharp", "p3", 3, ["attribute", "count"])]
     (tmp_path / "toy").mkdir()

@@ -321,7 +321,7 @@ def train_and_evaluate(run: Path, base: Path, scale: Scale, row: Row, seed: int 
     return evaluate(run, base, train(run, base, scale, row, seed), f"{row.slug}-seed{seed}", benches)
 
 
-def statistics_of(run: Path, evals: dict, reps: int, pairs) -> dict:
+def statistics_of(run: Path, evals: dict, reps: int, pairs: list[tuple[Row, Row]]) -> dict:
     """{"table": row -> benchmark -> Estimate, "paired": "A − B" -> benchmark -> Estimate for each
     (A, B) of `pairs` that was evaluated, "items": sizes}."""
     from synvita.toyworld.stats import paired_difference, replicates, seed_mean
