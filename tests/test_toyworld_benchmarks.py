@@ -9,7 +9,10 @@ from synvita.data.records import Triplet, read_manifest
 from synvita.data.video import FrameSampler, read_video
 from synvita.data.videocon import read_human_csv, read_llm_csv
 from synvita.data.benchmarks import read_atp_hard, read_ssv2
-from synvita.toyworld.benchmarks import TEMPLATES, held_out, scenes, split, write_benchmarks, write_triplets
+from synvita.toyworld import benchmarks
+from synvita.toyworld.benchmarks import (
+    TEMPLATES, benchmark_writers, held_out, scenes, split, write_benchmarks, write_triplets,
+)
 from synvita.toyworld.world import random_scene
 from synvita.toyworld.grammar import parse
 
@@ -186,3 +189,25 @@ def test_teaching_shape_trains_then_freezes_the_tower_alone(kind, tmp_path):
     assert frozen and all(n.startswith(visual) and not n.startswith(PROJECTORS[kind]) for n in frozen)
     assert frozen <= moved and any(n.startswith(PROJECTORS[kind]) for n in moved)
     assert all(n.startswith(visual) or n.startswith(PROJECTORS[kind]) for n in moved)
+
+
+def test_a_benchmark_killed_midway_is_the_only_one_a_resumed_run_writes_again(tmp_path, monkeypatch):
+    sizes = dict(n_llm=4, n_human=4, n_atp=6, frames=4, size=32)
+    done, killed = benchmark_writers(tmp_path, **sizes)[:2]
+    done[0](*done[1:])
+    written = []
+
+    def dies_on_the_third_clip(path, *args, **kwargs):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(path)
+        return write_video(path, *args, **kwargs)
+
+    write_video = benchmarks.write_video
+    monkeypatch.setattr(benchmarks, "write_video", dies_on_the_third_clip)
+    with pytest.raises(KeyboardInterrupt):
+        killed[0](*killed[1:])
+    assert len(written) == 2 and not (tmp_path / "videocon_human.csv").exists()
+    todo = benchmark_writers(tmp_path, resume=True, **sizes)
+    assert [w[0] for w in todo] == [benchmarks.human, benchmarks.ssv2_temporal, benchmarks.atp_hard]
+    assert todo == benchmark_writers(tmp_path, **sizes)[1:]  # the same arguments as a fresh run

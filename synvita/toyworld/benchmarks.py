@@ -211,15 +211,25 @@ def atp_hard(root: Path, n: int, frames: int, size: int) -> tuple[Path, Path]:
     return eval_path, qa_path
 
 
+def benchmark_writers(root: str | Path, n_llm: int = 120, n_human: int = 100, n_atp: int = 120,
+                      frames: int = 12, size: int = 48, resume: bool = False) -> list[tuple]:
+    """(writer, *args) for each of the four toy benchmarks; with `resume`, only those not finished in
+    `root`. The writers share nothing, so they can run side by side, and each writes its annotation
+    files last, each atomically: with all of them present its benchmark is finished."""
+    root = Path(root)
+    writers = {("videocon_llm_entailment.csv",): (llm_entailment, root, n_llm, frames, size),
+               ("videocon_human.csv",): (human, root, n_human, frames, size),
+               ("eval_ssv2_temporal.csv",): (ssv2_temporal, root, frames, size),
+               ("eval-nextqa-atphard.csv", "nextqa-atphard.csv"): (atp_hard, root, n_atp, frames, size)}
+    return [call for files, call in writers.items() if not (resume and all((root / f).is_file() for f in files))]
+
+
 def write_benchmarks(root: str | Path, n_llm: int = 120, n_human: int = 100, n_atp: int = 120,
                      frames: int = 12, size: int = 48) -> Path:
     """All four toy benchmarks (videos under root/videos); root is the harness's --annotations and --video-root."""
-    root = Path(root)
-    llm_entailment(root, n_llm, frames, size)
-    human(root, n_human, frames, size)
-    ssv2_temporal(root, frames, size)
-    atp_hard(root, n_atp, frames, size)
-    return root
+    for write, *args in benchmark_writers(root, n_llm, n_human, n_atp, frames, size):
+        write(*args)
+    return Path(root)
 
 
 def write_triplets(run: str | Path, n_scenes: int, negatives_per_scene: int = 2, frames: int = 12,

@@ -32,7 +32,7 @@ from synvita.data.benchmarks import BENCHMARKS, load_pairs
 from synvita.data.records import MISALIGNMENTS
 from synvita.errors import run_command
 from synvita.toyworld.basemodels import STATIC_KINDS, LmmSettings, MemberSettings, base_models
-from synvita.toyworld.benchmarks import WRITTEN, write_benchmarks, write_triplets
+from synvita.toyworld.benchmarks import WRITTEN, benchmark_writers, write_triplets
 from synvita.toyworld.generator import PROFILES
 from synvita.toyworld.pool import side_by_side
 from synvita.utils import atomic_write_text
@@ -404,11 +404,12 @@ def demo(out: Path, scale: Scale, cache: Path | None = None, rows=ROWS, benches=
     missing = [s for s in STAGES if _missing(s)]
     for name in missing:
         print(f"MISSING STAGE: {name} ({STAGES[name]} is not in this checkout); it and what needs it are skipped")
-    with stage("world: training triplets and held-out benchmarks"):
-        if not (out / "triplets.jsonl").is_file():
-            write_triplets(out, scale.train_scenes, scale.negatives_per_scene, FRAMES, SIZE)
-        if not (out / "benchmarks" / "nextqa-atphard.csv").is_file():
-            write_benchmarks(out / "benchmarks", frames=FRAMES, size=SIZE, **scale.bench)
+    with stage("world: training triplets and held-out benchmarks, side by side"):
+        # only what a killed run left unfinished
+        writers = [] if (out / "triplets.jsonl").is_file() else [
+            (write_triplets, out, scale.train_scenes, scale.negatives_per_scene, FRAMES, SIZE)]
+        writers += benchmark_writers(out / "benchmarks", frames=FRAMES, size=SIZE, resume=True, **scale.bench)
+        side_by_side(writers, log=out / "demo_jobs.log")
     with stage("base models: the off-the-shelf video LMM and the VQA members (cached)"):
         base, members = base_models(scale.lmm, scale.members, cache)
     summary = {"run": str(out), "scale": dataclasses.asdict(scale), "missing_stages": missing, "base_model": str(base),
@@ -423,8 +424,9 @@ def demo(out: Path, scale: Scale, cache: Path | None = None, rows=ROWS, benches=
                 score(out, members)
             have_weights = (out / "weights.jsonl").is_file()
             if have_weights:
-                variants = sorted({r.weights for r in rows if r.weights})
-                summary["weight_quality"] = weight_quality(out, variants)
+                with stage("weight quality against the generators' ground truth"):
+                    variants = sorted({r.weights for r in rows if r.weights})
+                    summary["weight_quality"] = weight_quality(out, variants)
     evals: dict[str, list[dict]] = {}
     if "evaluate" not in missing:
         def runnable(row: Row) -> bool:  # the base model; a trained row when its stages (and weights) are here

@@ -44,6 +44,8 @@ def side_by_side(calls: list[tuple], processes: int | None = None, log: Path | N
 
     if not calls:
         return []
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
