@@ -467,3 +467,53 @@ def test_slurm_array_shards_then_a_merging_run(tiny_atp, tmp_path):
     assert (one[["v", "c"]] == merged[["v", "c"]]).all().all()  # the order one process writes
     assert np.allclose(one.e, merged.e, rtol=0, atol=1e-6)
     assert result["accuracy"] == json.loads((tmp_path / "one.json").read_text())["accuracy"]
+
+
+def test_feature_cache_skips_the_tower_for_adapters_that_leave_it_alone(tiny_atp, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from synvita.models.families import load_video_lmm
+
+    root, model, ann = tiny_atp
+    lmm = load_video_lmm(str(model))
+    vision = lmm.family.vision_modules[0]
+    tower_linear = next(n for n, m in lmm.model.named_modules()
+                        if n.startswith(tuple(f"{v}." for v in lmm.family.vision_modules))
+                        and isinstance(m, torch.nn.Linear))
+    adapters = {}
+    for name, targets in (("llm", lmm.family.lora_target_regex("all_linear")), ("tower", [tower_linear])):
+        torch.manual_seed(0)
+        peft_model = get_peft_model(load_video_lmm(str(model)).model,
+                                    LoraConfig(r=4, target_modules=targets, init_lora_weights=False))
+        peft_model.save_pretrained(tmp_path / name)
+        adapters[name] = tmp_path / name
+    tower_type, encoded = type(lmm.model.get_submodule(vision)), []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: encoded.append(1) if isinstance(module, tower_type) else None)
+    cache = tmp_path / "features"
+
+    def run(name, adapter=None):
+        del encoded[:]
+        out = tmp_path / f"{name}.json"
+        extra = ["--adapter", str(adapter)] if adapter else []
+        assert run_model(root, model, ann, out, "--feature-cache", str(cache), *extra) == 0
+        preds = pd.read_csv(tmp_path / f"{name}.predictions.csv", names=["videopath", "caption", "entailment"])
+        scores = {(p.split("/")[-1][:-4], c.split('description: "')[1].split('"?')[0]): s
+                  for p, c, s in zip(preds.videopath, preds.caption, preds.entailment)}
+        return len(encoded), scores, len(list(cache.glob("*.safetensors")))
+
+    try:
+        first = run("base")
+        llm_adapted = run("llm", adapters["llm"])
+        tower_adapted = run("tower", adapters["tower"])
+    finally:
+        hook.remove()
+    assert first[0] == 3 and first[2] == 3
+    # Same tower: every video's features come from the cache, and the scores are the adapter's own.
+    assert llm_adapted[0] == 0 and llm_adapted[2] == 3
+    # A tower the adapter changed has other weights, so its videos are encoded (and kept) anew.
+    assert tower_adapted[0] == 3 and tower_adapted[2] == 6
+    for (_, scores, _), adapter in ((first, None), (llm_adapted, adapters["llm"]), (tower_adapted, adapters["tower"])):
+        ref = independent_scores(model, root, adapter)
+        assert max(abs(scores[k] - ref[k]) for k in ref) < 1e-4
+    assert max(abs(tower_adapted[1][k] - first[1][k]) for k in first[1]) > 1e-3

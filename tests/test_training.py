@@ -224,16 +224,17 @@ def test_feature_cache_reuses_real_video_features_and_keys_on_settings(tiny_setu
     from synvita.data.video import Clip, FrameSampler, read_clip
     from synvita.models.alignment import AlignmentScorer
     from synvita.models.families import load_video_lmm
+    from synvita.models.features import FeatureCache, frozen_tensors
     from synvita.training.config import DataConfig
     from synvita.training.data import load_examples
-    from synvita.training.views import FeatureCache, TripletScorer
+    from synvita.training.views import TripletScorer
 
     lmm = load_video_lmm(tiny_setup[0])
     examples, _ = load_examples(DataConfig(triplets=tiny_setup[1] / "triplets.jsonl"), "fixed")
     examples = examples[:2]
     frames = [read_clip(e.video) for e in examples]
-    cache = FeatureCache(tmp_path, lmm.source, FrameSampler().describe())
     scorer = AlignmentScorer(lmm)
+    cache = FeatureCache(tmp_path, scorer)
     with torch.no_grad():
         fresh = TripletScorer(scorer)(examples, frames, [None, None], use_syn=False, use_scr=True)[0]
         first = TripletScorer(scorer, cache)(examples, frames, [None, None], use_syn=False, use_scr=True)[0]
@@ -245,13 +246,46 @@ def test_feature_cache_reuses_real_video_features_and_keys_on_settings(tiny_setu
         for a, b, c in zip(fresh[name], first[name], cached[name]):
             torch.testing.assert_close(a, b)
             torch.testing.assert_close(a, c)
-    video, fps = examples[0].video, frames[0].fps
-    assert FeatureCache(tmp_path, lmm.source, "uniform-4").path(video, fps) != cache.path(video, fps)
-    assert FeatureCache(tmp_path, "other-model", "uniform-8").path(video, fps) != cache.path(video, fps)
-    assert cache.path(video, 2 * fps) != cache.path(video, fps)  # time-aware positions depend on it
-    before = cache.path(video, fps)
+    video = examples[0].video
+    assert FeatureCache(tmp_path, AlignmentScorer(lmm, FrameSampler(num_frames=4))).path(video) != cache.path(video)
+    llm_weight = next(p for n, p in lmm.model.named_parameters() if n.startswith(lmm.family.llm_module))
+    tower_weight = next(t for _, t in frozen_tensors(lmm) if t.is_floating_point())
+    with torch.no_grad():
+        llm_weight.add_(1.0)  # what an adapter merged into the LLM does: the features stay valid
+        assert FeatureCache(tmp_path, scorer).path(video) == cache.path(video)
+        tower_weight.add_(1.0)
+        assert FeatureCache(tmp_path, scorer).path(video) != cache.path(video)
+    before = cache.path(video)
     os.utime(video, ns=(1, 1))
-    assert cache.path(video, fps) != before
+    assert cache.path(video) != before
+
+
+def test_a_warm_feature_cache_trains_the_same_adapter_without_decoding_or_encoding(tiny_setup, tmp_path,
+                                                                                     monkeypatch):
+    import synvita.training.data as data_module
+    from synvita.models.families import load_video_lmm
+
+    decoded, encoded = [], []
+    read_clip = data_module.read_clip
+    monkeypatch.setattr(data_module, "read_clip", lambda path, sampler: decoded.append(path) or read_clip(path, sampler))
+    lmm = load_video_lmm(tiny_setup[0])
+    tower_type = type(lmm.model.get_submodule(lmm.family.vision_modules[0]))
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: encoded.append(1) if isinstance(module, tower_type) else None)
+    args = ("max_steps=2", "optim.lr=1e-2", "per_device_batch_size=4")
+    cache = f"data.feature_cache={tmp_path / 'features'}"
+    runs = {}
+    try:
+        for name, extra in (("plain", ()), ("cold", (cache,)), ("warm", (cache,))):
+            del decoded[:], encoded[:]
+            runs[name] = (run(make_cfg(tiny_setup, tmp_path / name, *args, *extra)), len(decoded), len(encoded))
+    finally:
+        hook.remove()
+    (plain, plain_decoded, plain_encoded), (cold, _, _), (warm, warm_decoded, warm_encoded) = runs.values()
+    assert plain_decoded > 0 and plain_encoded > 0
+    assert warm_decoded == 0 and warm_encoded == 0  # real videos and synthetic clips alike come from the cache
+    for result in (cold, warm):
+        assert_same_adapter(adapter(plain.checkpoint), adapter(result.checkpoint), atol=1e-6)
 
 
 def test_gradient_checkpointing_gives_the_same_adapter(tiny_setup, tmp_path):

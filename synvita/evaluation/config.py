@@ -28,6 +28,7 @@ class EvalConfig:
     sampler: Literal["uniform", "segments", "fps", "all"] | None = None  # default: the model family's
     fps: float | None = None  # frames per second for sampler fps
     batch_size: int = 16  # captions per forward pass
+    feature_cache: Path | None = None  # folder keeping each video's vision features for later runs
     dtype: str = "auto"  # float32, bfloat16, float16 or auto (see `synvita evaluate --help`)
     device: str | None = None
     quantization: Literal["4bit", "8bit"] | None = None

@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: the model family's (uniform 8; mPLUG-Owl: segments 32, its own frame choice)")
     parser.add_argument("--fps", type=float, help="frames per second for --sampler fps")
     parser.add_argument("--batch-size", type=int, help="captions per forward pass (default 16)")
+    parser.add_argument("--feature-cache", help="folder keeping each video's vision features: a later evaluation "
+                        "on the same base model (any adapter that leaves the vision tower alone) reads them "
+                        "instead of decoding and encoding the video again")
     parser.add_argument("--dtype",
                         help="float32, bfloat16, float16 or auto (default): the dtype the adapter was trained in "
                              "(its run's resolved.yaml), else bfloat16 on CUDA, as the published predictions were "
@@ -188,6 +191,7 @@ def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | N
     from synvita.models.adapters import load_adapted
     from synvita.models.alignment import AlignmentScorer
     from synvita.models.families import trained_sampler
+    from synvita.models.features import FeatureCache, encode_cached
 
     # A SLURM array task works alone; the processes of `accelerate launch` wait for one another.
     state = None if cfg.shard else process_state()
@@ -236,12 +240,14 @@ def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | N
         device = cfg.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
         lmm = load_adapted(cfg.model, cfg.adapter, dtype=cfg.dtype, device=device, quantization=cfg.quantization)
         scorer = AlignmentScorer(lmm, sampler, batch_size=cfg.batch_size)
+        cache = FeatureCache(cfg.feature_cache, scorer) if cfg.feature_cache else None
         with open(journal, "a", encoding="utf-8", newline="") as f:
             for video, video_pairs in tqdm(mine, desc=f"{cfg.benchmark}: videos", unit="video",
                                            disable=rank != 0):
                 try:
-                    frames = read_clip(locate_video(cfg.video_root, video), sampler)
-                    scores = scorer.score_many(frames, [p.caption for p in video_pairs]).tolist()
+                    file = locate_video(cfg.video_root, video)
+                    (features,) = encode_cached(scorer, cache, [file], lambda _: read_clip(file, sampler))
+                    scores = scorer.score_many(features, [p.caption for p in video_pairs]).tolist()
                 except Exception as err:  # one bad video or caption must not end the evaluation
                     record_failure(failures_path(path), video, err)
                     continue

@@ -436,9 +436,10 @@ class AlignmentScorer:
         batch = self.pairs(self.encode(unique), index, texts, keep_spans)
         return self.score_pairs(batch, prefix_sharing)
 
-    def score_many(self, video: Video, texts: Sequence[str],
+    def score_many(self, video: Video | VisionCache, texts: Sequence[str],
                    keep_spans: Sequence[Sequence[Span] | None] | None = None,
                    prefix_sharing: bool | None = None) -> torch.Tensor:
-        """f of one video against many captions."""
-        batch = self.pairs(self.encode([video]), [0] * len(texts), texts, keep_spans)
+        """f of one video (or its encoding) against many captions."""
+        cache = video if isinstance(video, VisionCache) else self.encode([video])[0]
+        batch = self.pairs([cache], [0] * len(texts), texts, keep_spans)
         return self.score_pairs(batch, prefix_sharing)

@@ -278,7 +278,8 @@ def train(run: Path, base: Path, scale: Scale, row: Row, seed: int) -> Path:
         "model": {"name_or_path": base, "gradient_checkpointing": False},
         "lora": scale.lora,
         "data": {"triplets": run / "triplets.jsonl", "clips": run / "clips.jsonl", "weights": run / "weights.jsonl",
-                 "split": "train", "frames": {"kind": "uniform", "num_frames": FRAMES}},
+                 "split": "train", "frames": {"kind": "uniform", "num_frames": FRAMES},
+                 "feature_cache": run / "features"},
         "loss": {"gamma": 0.2, "lambda_scr": 1.0},
         "optim": {"lr": scale.lr, "warmup_steps": max(1, scale.train_steps // 10)},
         "per_device_batch_size": scale.batch, "max_steps": scale.train_steps, "epochs": 100,
@@ -308,7 +309,7 @@ def evaluate(run: Path, base: Path, adapter: Path | None, name: str, benches=WRI
         if not out.is_file():
             _synvita("evaluate", "--benchmark", bench, "--annotations", run / "benchmarks", "--model", base,
                      *(["--adapter", adapter] if adapter else []), "--video-root", run / "benchmarks",
-                     "--frames", FRAMES, "--out", out)
+                     "--frames", FRAMES, "--feature-cache", run / "features", "--out", out)
         result = json.loads(out.read_text())
         scores[bench] = (result[BENCHMARKS.get(bench).metric], Path(result["predictions"]))
     return scores

@@ -61,7 +61,8 @@ class DataConfig:
     frames: FrameSampler = field(default_factory=FrameSampler)
     # VideoCon's explanation task on (V^r, t^s), answered with the triplet's `nle`.
     explanations: bool = False
-    # On-disk cache of real videos' vision features, keyed by model, frames and sampler.
+    # Folder of the videos' and clips' vision features (synvita.models.features), shared by the runs
+    # and evaluations of one base model.
     feature_cache: Path | None = None
     num_workers: int = 0
 

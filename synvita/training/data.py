@@ -18,6 +18,7 @@ import fnmatch
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -175,16 +176,24 @@ def steps_per_epoch(n: int, *, batch: int, accum: int, processes: int) -> int:
 
 
 class DecodedExamples(torch.utils.data.Dataset):
-    """Examples with their frames decoded (so DataLoader workers overlap decoding with compute)."""
+    """Examples with their frames decoded (so DataLoader workers overlap decoding with compute).
 
-    def __init__(self, examples: list[Example], sampler: FrameSampler):
+    A video whose frames are not needed, by `skip(path)` (its features are cached), gets None.
+    """
+
+    def __init__(self, examples: list[Example], sampler: FrameSampler, skip: Callable[[Path], bool] | None = None):
         self.examples = examples
         self.sampler = sampler
+        self.skip = skip
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> tuple[Example, Clip, Clip | None]:
+    def _decoded(self, path: Path | None) -> Clip | None:
+        if path is None or (self.skip is not None and self.skip(path)):
+            return None
+        return read_clip(path, self.sampler)
+
+    def __getitem__(self, i: int) -> tuple[Example, Clip | None, Clip | None]:
         e = self.examples[i]
-        syn = read_clip(e.clip_path, self.sampler) if e.clip_path is not None else None
-        return e, read_clip(e.video, self.sampler), syn
+        return e, self._decoded(e.video), self._decoded(e.clip_path)

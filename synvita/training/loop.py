@@ -21,11 +21,12 @@ from torch import nn
 from synvita.config import dump_resolved, flat_dict
 from synvita.data.records import read_jsonl
 from synvita.errors import SynvitaError
+from synvita.models.features import FeatureCache
 from synvita.training import checkpoints
 from synvita.training.config import TrainConfig
 from synvita.training.data import DecodedExamples, check_captions, load_examples, shard_positions, steps_per_epoch
 from synvita.training.losses import synvita_objective
-from synvita.training.views import FeatureCache, TripletScorer, explanation_nll
+from synvita.training.views import TripletScorer, explanation_nll
 from synvita.utils import MIXED_PRECISION_DTYPES, append_line, atomic_write_text, exclusive_lock, stable_seed
 
 log = logging.getLogger("synvita.train")
@@ -155,9 +156,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
     total_steps = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
 
     lmm, peft_model = _build_model(cfg, accelerator)
-    cache = cfg.data.feature_cache
-    scorer = TripletScorer(AlignmentScorer(lmm, cfg.data.frames),
-                           FeatureCache(cache, lmm.source, cfg.data.frames.describe()) if cache else None)
+    alignment = AlignmentScorer(lmm, cfg.data.frames)
+    # LoRA stays in the LLM (lora_target_regex), so the tower's features hold for the whole run.
+    cache = FeatureCache(cfg.data.feature_cache, alignment) if cfg.data.feature_cache else None
+    scorer = TripletScorer(alignment, cache)
     check_captions(examples, scorer.scorer.split, cfg.data.triplets)
     objective = Objective(peft_model, scorer, cfg)
     params = [p for p in objective.parameters() if p.requires_grad]
@@ -185,7 +187,9 @@ def _train(cfg: TrainConfig) -> TrainResult:
     log.info("%d examples, %d steps/epoch, %d steps; %d trainable parameters", len(examples), per_epoch,
              total_steps, n_trainable)
 
-    dataset = DecodedExamples(examples, cfg.data.frames)
+    # The explanation task reads the real frames through the model's own forward, so they are decoded.
+    dataset = DecodedExamples(examples, cfg.data.frames,
+                              skip=cache.holds if cache is not None and not cfg.data.explanations else None)
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not accelerator.is_main_process)
     step_logs: list[dict] = []
     final = None

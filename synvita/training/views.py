@@ -10,21 +10,16 @@ views; their w = 0 removes them from the objective.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from synvita.data.video import Clip
 from synvita.models.alignment import answer_gap
+from synvita.models.features import FeatureCache, encode_cached
 from synvita.text.lcs import shared_spans
 from synvita.text.prompts import EXPLAIN_QUESTION
 from synvita.training.data import Example
 from synvita.training.losses import Explanations
-from synvita.utils import atomic_path
 
 REAL_VIEWS = ("rr", "rs", "rp")
 # The label each entailment view is trained to answer (t' views have none).
@@ -32,71 +27,24 @@ ANSWERS = {"rr": "Yes", "rs": "No", "ss": "Yes", "sr": "No"}
 SYN_VIEWS = ("ss", "sr", "sp")
 
 
-class FeatureCache:
-    """Vision features of real videos on disk, one safetensors file per (model, sampler, video file).
-
-    The key hashes the model's source, the sampler (kind, frame count, fps), the sampled clip's frame
-    rate (which time-aware positions depend on) and the video's path, size and modification time, so
-    a changed setting or file never reads stale features.
-    """
-
-    def __init__(self, root: Path, model: str, sampler_desc: str):
-        self.root = Path(root)
-        self.model, self.sampler_desc = model, sampler_desc
-
-    def path(self, video: Path, fps: float | None) -> Path:
-        st = os.stat(video)
-        key = json.dumps([self.model, self.sampler_desc, fps, str(Path(video).resolve()), st.st_size, st.st_mtime_ns])
-        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()}.safetensors"
-
-    def load(self, video: Path, fps: float | None, device):
-        from safetensors import safe_open
-
-        from synvita.models.alignment import VisionCache
-
-        path = self.path(video, fps)
-        if not path.is_file():
-            return None
-        with safe_open(str(path), "pt", device=str(device)) as f:
-            return VisionCache(prefix_ids=f.get_tensor("prefix_ids"), positions=f.get_tensor("positions"),
-                               features=f.get_tensor("features"), num_frames=int(f.metadata()["num_frames"]))
-
-    def save(self, video: Path, fps: float | None, cache) -> None:
-        from safetensors.torch import save_file
-
-        tensors = {"prefix_ids": cache.prefix_ids, "positions": cache.positions, "features": cache.features}
-        with atomic_path(self.path(video, fps)) as tmp:
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-                      metadata={"num_frames": str(cache.num_frames)})
-
-
 class TripletScorer:
     def __init__(self, scorer, feature_cache: FeatureCache | None = None):
         self.scorer = scorer
         self.feature_cache = feature_cache
 
-    def _encode_real(self, examples: list[Example], frames: list[Clip | np.ndarray]) -> list:
-        if self.feature_cache is None:
-            return self.scorer.encode(frames)
-        device = self.scorer.lmm.device
-        rates = [getattr(f, "fps", None) for f in frames]
-        caches = [self.feature_cache.load(e.video, r, device) for e, r in zip(examples, rates)]
-        todo = [i for i, c in enumerate(caches) if c is None]
-        for i, c in zip(todo, self.scorer.encode([frames[i] for i in todo])):
-            self.feature_cache.save(examples[i].video, rates[i], c)
-            caches[i] = c
-        return caches
-
-    def __call__(self, examples: list[Example], real: list[Clip | np.ndarray], syn: list[Clip | np.ndarray | None], *,
-                 use_syn: bool, use_scr: bool, eos: bool = False
+    def __call__(self, examples: list[Example], real: list[Clip | np.ndarray | None],
+                 syn: list[Clip | np.ndarray | None], *, use_syn: bool, use_scr: bool, eos: bool = False
                  ) -> tuple[dict, dict | None, torch.Tensor, torch.Tensor]:
         """(views, eos, w, has_clip) for the objective: views maps a view name to (log P(Yes), log P(No));
         with `eos`, the answer views also carry their label token and eos maps them to
-        log P(end of sequence | prompt, label), else eos is None."""
+        log P(end of sequence | prompt, label), else eos is None. `real[i]` / `syn[i]` are the frames
+        of example i's video / synthetic clip, None where the feature cache holds them (or it has no clip)."""
         device = self.scorer.lmm.device
         synthetic = use_syn or use_scr
-        syn_rows = [i for i, s in enumerate(syn) if s is not None] if synthetic else []
-        caches = self._encode_real(examples, real) + self.scorer.encode([syn[i] for i in syn_rows])
+        syn_rows = [i for i, e in enumerate(examples) if e.clip_path is not None] if synthetic else []
+        files = [e.video for e in examples] + [examples[i].clip_path for i in syn_rows]
+        clips = [*real, *(syn[i] for i in syn_rows)]
+        caches = encode_cached(self.scorer, self.feature_cache, files, clips.__getitem__)
         n_real = len(examples)
 
         wanted = [v for v in REAL_VIEWS if v != "rp" or use_scr]
@@ -131,7 +79,7 @@ class TripletScorer:
             views[name] = (by_row(lp_yes), by_row(lp_no))
             if eos and name in ANSWERS:
                 eos_views[name] = by_row(lp_eos)
-        has_clip = torch.tensor([s is not None for s in syn], device=device, dtype=torch.float32)
+        has_clip = torch.tensor([e.clip_path is not None for e in examples], device=device, dtype=torch.float32)
         w = torch.tensor([e.w for e in examples], device=device, dtype=torch.float32) * has_clip
         return views, eos_views, w, has_clip
 
