@@ -190,7 +190,11 @@ def read_clip(path: str | os.PathLike, sampler: FrameSampler = FrameSampler()) -
     return Clip(np.stack([kept[i] for i in wanted]), len(wanted) / (timeline.end - float(timeline.times[0])))
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: int = 12) -> None:
+# libx264 near-lossless: the generation job writes clips so unless told otherwise
+NEAR_LOSSLESS_CRF = 12
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: int = NEAR_LOSSLESS_CRF) -> None:
     """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4; readers never see a partial file.
     `crf` 12 is near-lossless; 0 is lossless, the only setting whose clips decode to the same pixels
     on every run: at 12, libx264 coded the same toy clips differently from one encoding to the next

@@ -28,6 +28,7 @@ from synvita.config import ConfigError, dump_resolved, load_config
 from synvita.data.records import (
     MISALIGNMENTS, FieldError, SyntheticClip, Triplet, append_record, id_problem, read_manifest, write_manifest,
 )
+from synvita.data.video import NEAR_LOSSLESS_CRF
 from synvita.errors import failure_message, out_of_memory
 from synvita.jobs import (
     add_job_arguments, job_main, job_overrides, journal_path, parse_shard, process_state, read_journals, split_work,
@@ -53,9 +54,9 @@ class GenerateConfig:
     batch_size: int = 1
     shard: str = "0/1"
     plugins: list[str] = dataclasses.field(default_factory=list)  # modules registering extra backends
-    # libx264 quality of the written clips (`write_video`): 12 near-lossless; 0 lossless, the same
-    # pixels on every run (the toy demo), for larger files
-    crf: int = 12
+    # libx264 quality of the written clips (`write_video`); 0 lossless, the same pixels on every run
+    # (the toy demo), for larger files
+    crf: int = NEAR_LOSSLESS_CRF
 
     def __post_init__(self):
         if self.clips_per_caption < 1 or self.batch_size < 1:
