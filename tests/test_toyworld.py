@@ -152,6 +152,21 @@ def test_real_and_synthetic_styles_differ_in_appearance():
     assert syn.reshape(len(syn), -1).mean(1).std() > real.reshape(len(real), -1).mean(1).std()
 
 
+def test_textured_background_is_scipys_cubic_zoom_of_the_blotches():
+    from scipy.ndimage import zoom
+
+    from synvita.toyworld.render import _background
+
+    for size in (34, 50):
+        for seed in range(50):
+            got = _background(REAL, size, np.random.default_rng(seed))
+            rng = np.random.default_rng(seed)  # the same draws, upsampled by scipy itself
+            blotches = rng.normal(0, 1, (6, 6, 1)) + 0.3 * rng.normal(0, 1, (6, 6, 3))
+            want = np.full((size, size, 3), REAL.background, np.float32)
+            want += 22 * zoom(blotches, (size / 6, size / 6, 1), order=3) + rng.normal(0, 6, (size, size, 3))
+            np.testing.assert_array_equal(got, want)
+
+
 def test_invalid_scene_is_refused():
     bad = Scene((Entity("circle", "red", "small", 3), Entity("square", "red", "small")), (Event(0, "jump"),), "above")
     assert bad.problems()

@@ -100,9 +100,11 @@ def _answer_id(tokenizer, word: str) -> int:
     return ids[0] if len(ids) == 1 else tokenizer(word, add_special_tokens=False).input_ids[0]
 
 
-def _fit(model, sample, steps: int, lr: float, seed: int, desc: str, probe=None, probe_every: int = 0) -> list[float]:
+def _fit(model, sample, steps: int, lr: float, seed: int, desc: str, probe=None, probe_every: int = 0,
+         bar_line: int = 0) -> list[float]:
     """AdamW with warmup + cosine; loss = mean over examples of each one's mean answer-token NLL.
-    `probe()` (held-out numbers) runs every `probe_every` steps and shows in the progress bar."""
+    `probe()` (held-out numbers) runs every `probe_every` steps and shows in the progress bar, drawn
+    on line `bar_line` (tqdm's `position`)."""
     from transformers import get_cosine_schedule_with_warmup
 
     torch.manual_seed(seed)
@@ -112,7 +114,7 @@ def _fit(model, sample, steps: int, lr: float, seed: int, desc: str, probe=None,
     pad = model.config.get_text_config().pad_token_id or 0
     model.train()
     losses = []
-    bar = tqdm(range(steps), desc=desc, leave=False)
+    bar = tqdm(range(steps), desc=desc, leave=False, position=bar_line)
     for _ in bar:
         batch = sample(rng)
         width = max(len(e.ids) for e in batch)
@@ -214,7 +216,9 @@ def base_models(lmm: LmmSettings, members: MemberSettings, cache: str | Path | N
     todo = [] if _built(_lmm_path(lmm, cache)) else [(off_the_shelf, lmm)]
     todo += [(vqa_members, dataclasses.replace(members, kinds=(k,))) for k in members.kinds
              if not _built(paths[_member_name(k)])]
-    side_by_side([(build, settings, cache) for build, settings in todo], processes=len(todo))
+    # each model's progress bar on its own line, instead of three processes redrawing one
+    side_by_side([(build, settings, cache, 0, line) for line, (build, settings) in enumerate(todo)],
+                 processes=len(todo))
     return off_the_shelf(lmm, cache), vqa_members(members, cache)
 
 
@@ -223,9 +227,9 @@ def _lmm_check(scorer, settings: LmmSettings) -> dict:
 
 
 def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | None = None,
-                  probe_every: int = 0) -> Path:
+                  probe_every: int = 0, bar_line: int = 0) -> Path:
     """The pretrained tiny video LMM (built and cached on first use); `probe_every` N steps, the
-    held-out checks are printed."""
+    held-out checks are printed. The progress bar is drawn on line `bar_line`."""
     out = _lmm_path(settings, cache)
     if _built(out):
         return out
@@ -260,7 +264,7 @@ def off_the_shelf(settings: LmmSettings = LmmSettings(), cache: str | Path | Non
                 + [_answer(p, yes if answer else no, visual[i]) for p, (i, _, answer) in zip(prompts, questions)])
 
     losses = _fit(lmm.model, sample, settings.steps, settings.lr, settings.seed, "toy LMM: pretraining",
-                  lambda: _lmm_check(scorer, settings), probe_every)
+                  lambda: _lmm_check(scorer, settings), probe_every, bar_line)
     shutil.rmtree(out.with_name(out.name + ".init"))
     return _save(lmm.model, lmm.processor, out, {"settings": dataclasses.asdict(settings),
                                                  "final_loss": float(np.mean(losses[-50:])),
@@ -327,15 +331,15 @@ def _image_tokens(model, image_processor):
     return encode
 
 
-def _teach_shape(model, encode, settings, kind: str, picks, styles) -> float | None:
+def _teach_shape(model, encode, settings, kind: str, picks, styles, bar_line: int = 0) -> float | None:
     """Teach a model's visual encoder which shape each of its visual tokens shows
     (`render.shape_patches`), with a linear head thrown away afterwards, then freeze it but for
     its projector (`PROJECTORS`). `encode(frames)`: the (frames, tokens, width) visual tokens the
     language model reads, a square grid per frame. Captions and Yes/No answers alone never taught
     a member shape, while a tower taught shape directly and frozen let it learn (README, "Where
     perception fails"). `settings`: `tower_steps` (none: returns None), `tower_batch` frames per
-    step, `lr`, `seed`, `frames`, `clip_size`. Returns the shape accuracy on the tokens that show a
-    shape, over the last 50 steps."""
+    step, `lr`, `seed`, `frames`, `clip_size`; the progress bar is drawn on line `bar_line`.
+    Returns the shape accuracy on the tokens that show a shape, over the last 50 steps."""
     from transformers import get_cosine_schedule_with_warmup
 
     if not settings.tower_steps:
@@ -363,7 +367,8 @@ def _teach_shape(model, encode, settings, kind: str, picks, styles) -> float | N
     weight = torch.tensor([0.1] + [1.0] * len(SHAPES))
     encoder, hits = None, []
     model.train()
-    for _ in tqdm(range(settings.tower_steps), desc=f"{kind}: teaching the tower shape", leave=False):
+    for _ in tqdm(range(settings.tower_steps), desc=f"member {kind}: teaching the tower shape", leave=False,
+                  position=bar_line):
         batch = [next(stream) for _ in range(settings.tower_batch)]
         target = torch.tensor(np.stack([t for _, t in batch]))
         logits = head(encode([f for f, _ in batch]))
@@ -386,8 +391,9 @@ def _member_name(kind: str) -> str:
 
 
 def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path | None = None,
-                probe_every: int = 0) -> dict[str, Path]:
-    """{member kind: checkpoint folder} of the trained tiny image VLMs (built and cached on first use)."""
+                probe_every: int = 0, bar_line: int = 0) -> dict[str, Path]:
+    """{member kind: checkpoint folder} of the trained tiny image VLMs (built and cached on first use);
+    `probe_every` and `bar_line` as for `off_the_shelf`."""
     paths = _member_paths(settings, cache)
     todo = [k for k in settings.kinds if not _built(paths[_member_name(k)])]
     if not todo:
@@ -415,7 +421,7 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
         yes, no = _answer_id(tok, "Yes"), _answer_id(tok, "No")
         styles = (REAL, REAL, PLAIN)
         shape_accuracy = _teach_shape(member.model, _image_tokens(member.model, proc.image_processor), settings,
-                                      kind, list(picks), styles)
+                                      kind, list(picks), styles, bar_line)
         frame_rng = random.Random(settings.seed)
         stream = _fresh_clips(f"members-{settings.seed}", settings.frames, settings.clip_size,
                               styles=styles, pick=lambda i: [frame_rng.choice(list(picks))])
@@ -447,7 +453,7 @@ def vqa_members(settings: MemberSettings = MemberSettings(), cache: str | Path |
                                 settings.frames, settings.clip_size, STATIC_KINDS)
 
         losses = _fit(member.model, sample, settings.steps, settings.lr, settings.seed, f"member {kind}: training",
-                      check, probe_every)
+                      check, probe_every, bar_line)
         shutil.rmtree(init)
         _save(member.model, proc, out, {"settings": dataclasses.asdict(dataclasses.replace(settings, kinds=(kind,))),
                                         "kind": kind, "tower_shape_accuracy": shape_accuracy,

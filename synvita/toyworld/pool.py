@@ -21,18 +21,22 @@ PRELOAD = ["torch", "transformers", "peft", "accelerate", "av", "synvita.trainin
            "synvita.evaluation.harness"]
 
 
-def _start_worker(log: Path | None) -> None:
+def _start_worker(log: Path | None, bars_lock) -> None:
     if log is not None:  # the jobs' own progress bars and warnings, which would interleave on screen
         sys.stderr = open(log, "a", buffering=1, encoding="utf-8")
     import torch
+    from tqdm import tqdm
 
     torch.set_num_threads(1)
+    # one lock for every process's bars, so that jobs drawing at their own `position` keep to their lines
+    tqdm.set_lock(bars_lock)
 
 
 def side_by_side(calls: list[tuple], processes: int | None = None, log: Path | None = None) -> list:
     """[fn(*args) for (fn, *args) in calls], computed by up to `processes` (default: one per CPU core)
     processes at a time, a new one for each job (forked from a server that has imported `PRELOAD`;
-    spawned where there is no fork server), with one torch thread each. With `log`,
+    spawned where there is no fork server), with one torch thread each, sharing tqdm's lock: a job
+    whose bar has its own `position` draws it on its own line. With `log`,
     the jobs' standard error goes to that file and one progress bar (with ETA) over the finished
     jobs shows instead. The first failure is raised (with the job's traceback) after every job has
     run. The processes import the caller's main module again, so a script calls this (or the
@@ -54,7 +58,7 @@ def side_by_side(calls: list[tuple], processes: int | None = None, log: Path | N
     # A new process for every job: a trained model came out different (by up to 2.5 AUC points)
     # depending on which jobs its process had run before, and the same in a process of its own.
     with ProcessPoolExecutor(min(processes or os.cpu_count() or 1, len(calls)), mp_context=context,
-                             initializer=_start_worker, initargs=(log,), max_tasks_per_child=1) as pool:
+                             initializer=_start_worker, initargs=(log, context.RLock()), max_tasks_per_child=1) as pool:
         jobs = [pool.submit(*call) for call in calls]
         for _ in tqdm(as_completed(jobs), total=len(jobs), desc="jobs", unit="job", disable=log is None):
             pass
