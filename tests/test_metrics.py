@@ -115,6 +115,26 @@ def test_tie_warning_threshold():
         M.retrieval_metrics([(labels, np.r_[base[:37], 0.5, 0.5, 0.5])])
 
 
+def test_tied_share_is_the_share_of_scores_np_unique_counts_more_than_once():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        scores = rng.choice([0.1, 0.2, 0.3, -0.0, 0.0, np.nan, *rng.random(4)], size=rng.integers(0, 9))
+        _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+        want = float((counts[inverse] > 1).mean()) if scores.size else 0.0
+        assert M.tied_share(scores) == want, scores
+
+
+def test_qa_accuracy_tie_aware_equals_the_tie_aware_recall_of_every_question():
+    rng = np.random.default_rng(1)
+    questions = [(rng.choice([0.2, 0.5, *rng.random(3)], size=5), int(rng.integers(5)), "TN") for _ in range(400)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", M.TieWarning)
+        out = M.qa_accuracy(questions)
+    expected = [M.recall_at_k_tie_aware(np.arange(5) == a, s, 1) for s, a, _ in questions]
+    assert out["accuracy_tie_aware"] == 100 * sum(expected) / len(expected)
+    assert out["accuracy"] != out["accuracy_tie_aware"]  # the draws do tie at the top
+
+
 def test_qa_accuracy_hand_worked():
     questions = [
         ([0.1, 0.9, 0.2, 0.3, 0.4], 1, "CW"),  # right

@@ -69,9 +69,14 @@ def _accuracy(hits: list[float]) -> float | None:
 
 def tied_share(scores: Sequence[float]) -> float:
     """Share of the scores whose value another candidate of the same query also has."""
-    scores = np.asarray(scores, dtype=np.float64)
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    return float((counts[inverse] > 1).mean()) if scores.size else 0.0
+    # Neighbours in sorted order rather than np.unique's counts: the same share (NaNs, like
+    # np.unique, count as one value) in 0.4x the time, for the toy demo's bootstrap.
+    ranked = np.sort(np.asarray(scores, dtype=np.float64))
+    if not ranked.size:
+        return 0.0
+    same = np.zeros(ranked.size + 1, bool)  # same[i]: ranked[i - 1] == ranked[i]
+    same[1:-1] = (ranked[1:] == ranked[:-1]) | (np.isnan(ranked[1:]) & np.isnan(ranked[:-1]))
+    return np.count_nonzero(same[1:] | same[:-1]) / ranked.size
 
 
 def average_precision(labels: Sequence[int], scores: Sequence[float]) -> float:
@@ -162,10 +167,15 @@ def qa_accuracy(questions: Sequence[tuple[Sequence[float], int, str]]) -> dict:
     tied = 0
     for scores, answer, qtype in questions:
         scores = np.asarray(scores, dtype=np.float64)
-        onehot = np.arange(scores.size) == answer
+        best = int(np.argmax(scores))
+        hit = float(best == answer)
+        # With one top score the tie-aware expectation is the hit itself, exactly; the general
+        # computation was most of the time of the toy demo's bootstrap, which recomputes this often.
+        top_tied = np.count_nonzero(scores == scores[best]) > 1
+        expect = recall_at_k_tie_aware(np.arange(scores.size) == answer, scores, 1) if top_tied else hit
         for letter in {"", qtype[:1].upper()} & hits.keys():
-            hits[letter].append(float(np.argmax(scores) == answer))
-            expected[letter].append(recall_at_k_tie_aware(onehot, scores, 1))
+            hits[letter].append(hit)
+            expected[letter].append(expect)
         tied += tied_share(scores) > TIE_WARN_SHARE
     _warn_ties(tied, len(questions), "questions")
     out = {}
