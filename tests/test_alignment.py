@@ -150,6 +150,30 @@ def test_clips_of_any_length_and_size_share_one_call(kind, lmms):
 
 
 @pytest.mark.parametrize("kind", TINY_KINDS)
+def test_videos_share_llm_passes_without_gradients_and_score_as_the_models_own_forward(kind, lmms):
+    lmm = lmms[kind]
+    rng = np.random.default_rng(12)
+    # clips of different lengths (prefixes of different lengths), each with its own number of captions
+    clips = [rng.integers(0, 256, (n, 40, 48, 3), dtype=np.uint8) for n in (2, 4, 3)]
+    texts = [TEXTS[:1], TEXTS[1:4], TEXTS[2:4]]
+    ref = [reference_f(lmm, AlignmentScorer(lmm), [c] * len(t), t) for c, t in zip(clips, texts)]
+    llm_calls = []  # a prefix pass per group of videos, then caption passes of at most batch_size pairs
+    hook = lmm.language_model.register_forward_hook(lambda *_: llm_calls.append(1))
+    try:
+        for videos_per_pass, batch_size, calls in ((1, 16, 6), (2, 1, 8), (3, 16, 2)):
+            llm_calls.clear()
+            scorer = AlignmentScorer(lmm, batch_size=batch_size, videos_per_pass=videos_per_pass)
+            got = scorer.score_each(scorer.encode(clips), texts)
+            assert len(llm_calls) == calls, (videos_per_pass, batch_size, len(llm_calls))
+            for g, r in zip(got, ref):
+                assert torch.allclose(g.double(), r, atol=TOL), (videos_per_pass, batch_size, g, r)
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="videos_per_pass"):
+        AlignmentScorer(lmm, videos_per_pass=0)
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
 def test_label_answers_give_eos_after_them_and_leave_the_answer_readout(kind, lmms, videos):
     lmm = lmms[kind]
     labels = ["Yes", "No", None, "Yes"]

@@ -409,9 +409,13 @@ def test_a_caption_a_member_cannot_take_fails_that_clip_only(tmp_path, tiny_cach
     assert [r.clip_id for r in rows] == ["gen/t0_001"]
 
 
-def test_a_video_that_fails_is_journaled_and_the_evaluation_goes_on(tiny_atp, tmp_path):
+@pytest.mark.parametrize("videos_per_pass", [1, 3])
+def test_a_video_that_fails_is_journaled_and_the_evaluation_goes_on(tiny_atp, tmp_path, videos_per_pass):
     from synvita.evaluation.harness import failures_path
-    from test_harness import run_model
+    from test_harness import run_model as run_harness
+
+    def run_model(*args):
+        return run_harness(*args, "--videos-per-pass", str(videos_per_pass))
 
     root, model, ann = tiny_atp
     videos = tmp_path / "videos"
@@ -431,6 +435,29 @@ def test_a_video_that_fails_is_journaled_and_the_evaluation_goes_on(tiny_atp, tm
     counts = json.loads(out.read_text())["counts"]
     assert (counts["pairs_failed"], counts["pairs_scored"], counts["pairs_reused"]) == (0, 5, 10)
     assert not failures_path(tmp_path / "out.predictions.csv").exists()
+
+
+def test_a_caption_that_fails_fails_its_video_only_where_videos_share_passes(tiny_atp, tmp_path):
+    from synvita.evaluation.benchmarks import read_predictions
+    from synvita.evaluation.harness import failures_path
+    from synvita.models.families import load_video_lmm
+    from test_harness import QUESTIONS, run_model, write_atp
+
+    _, model, _ = tiny_atp
+    placeholder = load_video_lmm(str(model)).video_token
+    questions = [list(q) for q in QUESTIONS]
+    questions[1][4] = [*questions[1][4][:4], f"It shows {placeholder} twice."]  # refused by the scorer
+    ann = write_atp(tmp_path, questions)
+    alone, shared = tmp_path / "alone.json", tmp_path / "shared.json"
+    assert run_model(tmp_path, model, ann, alone) == 0
+    assert run_model(tmp_path, model, ann, shared, "--videos-per-pass", "3") == 0
+    counts = json.loads(shared.read_text())["counts"]
+    assert (counts["pairs_failed"], counts["pairs_scored"]) == (5, 10)
+    (failure,) = read_manifest(failures_path(tmp_path / "shared.predictions.csv"), Failure)
+    assert failure.item.endswith(f"/{QUESTIONS[1][0]}.mp4") and "placeholder" in failure.error
+    rows = {p: sorted((r.video, r.text, r.score) for r in read_predictions(tmp_path / f"{p}.predictions.csv"))
+            for p in ("alone", "shared")}
+    assert len(rows["shared"]) == 10 and rows["shared"] == rows["alone"]
 
 
 def test_an_unreadable_clip_trains_real_only(tmp_path):

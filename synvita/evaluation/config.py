@@ -28,6 +28,7 @@ class EvalConfig:
     sampler: Literal["uniform", "segments", "fps", "all"] | None = None  # default: the model family's
     fps: float | None = None  # frames per second for sampler fps
     batch_size: int = 16  # captions per forward pass
+    videos_per_pass: int = 1  # videos whose prompt prefixes run through the LLM together
     feature_cache: Path | None = None  # folder keeping each video's vision features for later runs
     dtype: str = "auto"  # float32, bfloat16, float16 or auto (see `synvita evaluate --help`)
     device: str | None = None
@@ -45,5 +46,7 @@ class EvalConfig:
             raise ValueError("--adapter needs --model (the base model it was trained on)")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.videos_per_pass < 1:
+            raise ValueError("videos_per_pass must be >= 1")
         if self.shard is not None:
             parse_shard(self.shard)

@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: the model family's (uniform 8; mPLUG-Owl: segments 32, its own frame choice)")
     parser.add_argument("--fps", type=float, help="frames per second for --sampler fps")
     parser.add_argument("--batch-size", type=int, help="captions per forward pass (default 16)")
+    parser.add_argument("--videos-per-pass", type=int,
+                        help="videos whose prompt prefixes (the video's tokens) run through the LLM together "
+                             "(default 1: a 7B model's cached prefix is about a gigabyte per video; small "
+                             "models score faster with more)")
     parser.add_argument("--feature-cache", help="folder keeping each video's vision features: a later evaluation "
                         "on the same base model (any adapter that leaves the vision tower alone) reads them "
                         "instead of decoding and encoding the video again")
@@ -178,6 +182,24 @@ def merge_journals(path: Path, pairs: list[Pair]) -> None:
         f.unlink()
 
 
+def _scored(scorer, encoded: list, failures: Path) -> list[tuple[list[Pair], list[float]]]:
+    """(pairs, their scores) of each (pairs of one video, its features) in `encoded`, the videos
+    scored together; when that fails, each video alone, so that one bad caption fails its video only."""
+    if len(encoded) > 1:
+        try:
+            scores = scorer.score_each([c for _, c in encoded], [[p.caption for p in ps] for ps, _ in encoded])
+            return [(ps, s.tolist()) for (ps, _), s in zip(encoded, scores)]
+        except Exception:  # which video failed is found out below, one by one
+            pass
+    scored = []
+    for video_pairs, features in encoded:
+        try:
+            scored.append((video_pairs, scorer.score_many(features, [p.caption for p in video_pairs]).tolist()))
+        except Exception as err:  # one bad caption must not end the evaluation
+            record_failure(failures, video_pairs[0].video, err)
+    return scored
+
+
 def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | None:
     """Score every (video, caption) not yet in `path`, one video at a time, appending rows as they come;
     under several processes, each scores every N-th video into its own journal.
@@ -239,21 +261,25 @@ def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | N
         # Each process on its own GPU; on CPU, where transformers puts it anyway.
         device = cfg.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
         lmm = load_adapted(cfg.model, cfg.adapter, dtype=cfg.dtype, device=device, quantization=cfg.quantization)
-        scorer = AlignmentScorer(lmm, sampler, batch_size=cfg.batch_size)
+        scorer = AlignmentScorer(lmm, sampler, batch_size=cfg.batch_size, videos_per_pass=cfg.videos_per_pass)
         cache = FeatureCache(cfg.feature_cache, scorer) if cfg.feature_cache else None
-        with open(journal, "a", encoding="utf-8", newline="") as f:
-            for video, video_pairs in tqdm(mine, desc=f"{cfg.benchmark}: videos", unit="video",
-                                           disable=rank != 0):
-                try:
-                    file = locate_video(cfg.video_root, video)
-                    (features,) = encode_cached(scorer, cache, [file], lambda _: read_clip(file, sampler))
-                    scores = scorer.score_many(features, [p.caption for p in video_pairs]).tolist()
-                except Exception as err:  # one bad video or caption must not end the evaluation
-                    record_failure(failures_path(path), video, err)
-                    continue
-                for p, score in zip(video_pairs, scores):
-                    f.write(_row(p.video, p.text, float(score)))
+        with open(journal, "a", encoding="utf-8", newline="") as f, \
+                tqdm(total=len(mine), desc=f"{cfg.benchmark}: videos", unit="video", disable=rank != 0) as bar:
+            for start in range(0, len(mine), cfg.videos_per_pass):
+                group = mine[start:start + cfg.videos_per_pass]
+                encoded = []
+                for video, video_pairs in group:
+                    try:
+                        file = locate_video(cfg.video_root, video)
+                        (features,) = encode_cached(scorer, cache, [file], lambda _: read_clip(file, sampler))
+                        encoded.append((video_pairs, features))
+                    except Exception as err:  # one bad video must not end the evaluation
+                        record_failure(failures_path(path), video, err)
+                for video_pairs, scores in _scored(scorer, encoded, failures_path(path)):
+                    for p, score in zip(video_pairs, scores):
+                        f.write(_row(p.video, p.text, float(score)))
                 f.flush()
+                bar.update(len(group))
     barrier()
     if not main:
         return None

@@ -141,10 +141,14 @@ class AlignmentScorer:
     """Scores (video, caption) pairs with one video LMM; see the module docstring for the layout."""
 
     def __init__(self, lmm: VideoLMM, sampler: FrameSampler = FrameSampler(), batch_size: int = 16,
-                 question: str = ENTAIL_QUESTION, prefix_sharing: bool = True, padding_side: str = "right"):
+                 question: str = ENTAIL_QUESTION, prefix_sharing: bool = True, padding_side: str = "right",
+                 videos_per_pass: int = 1):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+        if videos_per_pass < 1:
+            raise ValueError(f"videos_per_pass must be >= 1, not {videos_per_pass}")
         self.lmm, self.sampler, self.batch_size = lmm, sampler, batch_size
+        self.videos_per_pass = videos_per_pass
         self.prefix_sharing, self.padding_side = prefix_sharing, padding_side
         self._told_checkpointing = False
         self.split = CaptionSplitter(lmm, question)
@@ -397,8 +401,11 @@ class AlignmentScorer:
                 # prefix pass and one caption pass: fewer, larger calls.
                 parts = self._shared(batch, groups, chunk=len(batch))
             else:
-                # Without gradients, one video at a time bounds the cached keys/values at one video's.
-                parts = [p for v, rows in groups.items() for p in self._shared(batch, {v: rows}, self.batch_size)]
+                # Without gradients, `videos_per_pass` videos at a time bound the cached keys/values (a
+                # 7B model's prefix of one video holds about a gigabyte); tiny models gain from more.
+                videos = list(groups.items())
+                parts = [p for s in range(0, len(videos), self.videos_per_pass)
+                         for p in self._shared(batch, dict(videos[s:s + self.videos_per_pass]), self.batch_size)]
         else:
             chunks = [list(range(s, min(s + self.batch_size, len(batch)))) for s in range(0, len(batch),
                                                                                             self.batch_size)]
@@ -440,6 +447,18 @@ class AlignmentScorer:
                    keep_spans: Sequence[Sequence[Span] | None] | None = None,
                    prefix_sharing: bool | None = None) -> torch.Tensor:
         """f of one video (or its encoding) against many captions."""
-        cache = video if isinstance(video, VisionCache) else self.encode([video])[0]
-        batch = self.pairs([cache], [0] * len(texts), texts, keep_spans)
-        return self.score_pairs(batch, prefix_sharing)
+        return self.score_each([video], [texts], None if keep_spans is None else [keep_spans], prefix_sharing)[0]
+
+    def score_each(self, videos: Sequence[Video | VisionCache], texts: Sequence[Sequence[str]],
+                   keep_spans: Sequence[Sequence[Sequence[Span] | None]] | None = None,
+                   prefix_sharing: bool | None = None) -> list[torch.Tensor]:
+        """f of each video (or its encoding) against its own captions, `texts[i]` for `videos[i]`;
+        the LLM takes `videos_per_pass` of them at a time."""
+        caches = [v if isinstance(v, VisionCache) else None for v in videos]
+        todo = [i for i, c in enumerate(caches) if c is None]
+        for i, cache in zip(todo, self.encode([videos[i] for i in todo])):
+            caches[i] = cache
+        index = [i for i, own in enumerate(texts) for _ in own]
+        spans = None if keep_spans is None else [s for own in keep_spans for s in own]
+        batch = self.pairs(caches, index, [t for own in texts for t in own], spans)
+        return list(self.score_pairs(batch, prefix_sharing).split([len(own) for own in texts]))
