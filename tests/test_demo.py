@@ -12,7 +12,6 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from synvita.data.benchmarks import BENCHMARKS
 from synvita.data.records import WeightRow, read_manifest, write_manifest
 from synvita.toyworld import demo, stats
 
@@ -51,6 +50,8 @@ def test_retrieval_replicates_count_a_twice_drawn_clip_twice(tmp_path):
         csv.writer(f).writerows([["videopath", "caption", "match"], *[r[:3] for r in rows]])
     with open(tmp_path / "p.csv", "w", newline="") as f:
         csv.writer(f).writerows([[v, q, s] for v, q, _, s in rows])
+    from synvita.data.benchmarks import BENCHMARKS
+
     spec = BENCHMARKS.get("ssv2-temporal")
     with pytest.MonkeyPatch.context() as patch:  # the toy file has 3 candidates per query, not the published 216
         patch.setitem(BENCHMARKS._entries, "ssv2-temporal", dataclasses.replace(spec, group_size=None))
@@ -202,12 +203,6 @@ def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
                 assert cell["mean"] == pytest.approx(statistics.mean(s[bench] for s in summary["results"][row]))
                 assert cell["se"] >= 0 and cell["n"] == len(summary["results"][row])
         assert all(k in short["base_models"]["off-the-shelf LMM"]["heldout"] for k in ("easy", "hard", "flip"))
-        # the models ran costliest first; each row's results are still its own seeds', in order
-        for row in demo.ROWS:
-            names = [row.slug] if row.overrides is None else [f"{row.slug}-seed{k}" for k in range(demo.QUICK.seeds)]
-            assert summary["results"][row.name] == [
-                {b: json.loads((tmp_path / "run" / "eval" / n / f"{b}.json").read_text())[BENCHMARKS.get(b).metric]
-                 for b in demo.WRITTEN} for n in names]
     # a second run reuses the cached base models and every stage's files
     again = demo.demo(Path("run"), demo.QUICK, cache=tmp_path / "cache")
     assert again["results"] == summary["results"]

@@ -320,14 +320,6 @@ def evaluate(run: Path, base: Path, adapter: Path | None, name: str, benches=WRI
     return scores
 
 
-def _loss_terms(row: Row) -> int:
-    """How many loss terms a row trains (L_real, L_syn, L_scr; none for the base model): the order of
-    its jobs' cost, each term adding the LLM passes of its pairs."""
-    if row.overrides is None:
-        return 0
-    return 1 + sum(bool(row.overrides.get(term, True)) for term in ("loss.syn", "loss.scr"))
-
-
 def train_and_evaluate(run: Path, base: Path, scale: Scale, row: Row, seed: int | None, benches=WRITTEN) -> dict:
     """`evaluate` of the row trained with `seed` (of the base model itself when seed is None)."""
     if seed is None:
@@ -449,14 +441,11 @@ def demo(out: Path, scale: Scale, cache: Path | None = None, rows=ROWS, benches=
 
         jobs = [(row, seed) for row in rows if runnable(row)
                 for seed in ([None] if row.overrides is None else range(scale.seeds))]
-        # the costliest first, so that no long job starts last while the other process waits idle
-        order = sorted(range(len(jobs)), key=lambda i: _loss_terms(jobs[i][0]), reverse=True)
         with stage(f"training + evaluation: {len(jobs)} models (rows x seeds), side by side"):
-            done = side_by_side([(train_and_evaluate, out, base, scale, *jobs[i], benches) for i in order],
-                                log=out / "demo_jobs.log")
-        results = dict(zip(order, done))
-        for i, (row, _) in enumerate(jobs):
-            evals.setdefault(row.name, []).append(results[i])
+            results = side_by_side([(train_and_evaluate, out, base, scale, row, seed, benches) for row, seed in jobs],
+                                   log=out / "demo_jobs.log")
+        for (row, _), result in zip(jobs, results):
+            evals.setdefault(row.name, []).append(result)
     summary["seconds"] = time.time() - t0
     return finish(out, summary, evals, rows, scale.reps, seconds, stage, report="report" not in missing)
 
