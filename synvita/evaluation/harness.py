@@ -201,8 +201,8 @@ def _scored(scorer, encoded: list, failures: Path) -> list[tuple[list[Pair], lis
 
 
 def score_with_model(cfg: EvalConfig, pairs: list[Pair], path: Path) -> dict | None:
-    """Score every (video, caption) not yet in `path`, one video at a time, appending rows as they come;
-    under several processes, each scores every N-th video into its own journal.
+    """Score every (video, caption) not yet in `path`, `videos_per_pass` videos at a time, appending rows
+    as they come; under several processes, each scores every N-th video into its own journal.
 
     Returns, on the main process, the counts of pairs reused from an earlier run and scored now
     (None on the others).
